@@ -1,0 +1,240 @@
+//! Recognizing the detection head from the graph (never from the file name), with the rule that
+//! matched, so `inspect` can explain itself and `merge` knows what to append.
+
+use std::collections::{HashSet, VecDeque};
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::graph::{constant_ref, describe, GraphIndex};
+use crate::model::Model;
+use crate::onnx::tensor_proto::DataType;
+use crate::shape::{fmt_shape, vi_dtype, vi_shape, Dim, Shapes};
+
+/// Model family as recognized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// YOLOX raw head: xy offsets in grid units, log-size wh, sigmoid obj and cls.
+    YoloxRaw,
+    /// YOLOX with `--decode_in_inference`: cx, cy, w, h already in pixels.
+    YoloxDecoded,
+    /// Gold-YOLO / YOLOv6 v3: decoded cx, cy, w, h in pixels, column 4 constant 1.
+    GoldYolo,
+    /// NMS already in the graph (ours, PINTO's, YOLOv6 `--end2end --ort`).
+    Merged,
+    /// TensorRT plugin NMS (EfficientNMS_TRT & co): not runnable by ONNX runtimes.
+    TrtPlugin,
+}
+
+impl Family {
+    pub fn label(self) -> &'static str {
+        match self {
+            Family::YoloxRaw => "YOLOX raw head",
+            Family::YoloxDecoded => "YOLOX decoded head (--decode_in_inference)",
+            Family::GoldYolo => "Gold-YOLO / YOLOv6 (decoded head, constant-1 objectness column)",
+            Family::Merged => "already merged (NonMaxSuppression in the graph)",
+            Family::TrtPlugin => "TensorRT plugin NMS graph",
+        }
+    }
+}
+
+/// Everything `merge`, `resize` and `inspect` need to know about the head.
+#[derive(Debug, Clone, Serialize)]
+pub struct Head {
+    pub family: Family,
+    /// Why: the rule that matched, naming nodes.
+    pub rule: String,
+    /// Image input name.
+    pub input: String,
+    /// Input shape [B, 3, H, W] as declared.
+    pub input_shape: Vec<Dim>,
+    pub batch: Dim,
+    pub height: Option<i64>,
+    pub width: Option<i64>,
+    /// Head output name (for un-merged models).
+    pub output: Option<String>,
+    /// Number of candidate boxes.
+    pub num_boxes: Option<i64>,
+    pub num_classes: Option<usize>,
+    pub strides: Vec<i64>,
+    /// Grid (h, w) per stride.
+    pub grids: Vec<(i64, i64)>,
+    /// For merged models: the NMS node and its outputs.
+    pub nms_node: Option<String>,
+    pub merged_outputs: Vec<String>,
+}
+
+/// Which stride sets a head may use.
+pub const STRIDE_SETS: [&[i64]; 2] = [&[8, 16, 32], &[8, 16, 32, 64]];
+
+/// The stride set whose grids add up to `n` for an `h`×`w` input.
+pub fn strides_for(n: i64, h: i64, w: i64) -> Option<Vec<i64>> {
+    STRIDE_SETS.iter().find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && ss.iter().map(|s| (h / s) * (w / s)).sum::<i64>() == n).map(|s| s.to_vec())
+}
+
+fn is_trt_plugin(op: &str, domain: &str) -> bool {
+    domain == "TRT" || domain.starts_with("trt") || op.contains("_TRT") || op == "BatchedNMSDynamic_TRT" || op == "EfficientNMS_TRT"
+}
+
+/// Find the image input: the first non-initializer graph input of rank 4.
+fn image_input(m: &Model) -> Result<(String, Vec<Dim>)> {
+    let g = m.graph();
+    let inits: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
+    let mut seen = Vec::new();
+    for i in g.input.iter().filter(|i| !inits.contains(i.name())) {
+        let s = vi_shape(i);
+        if let Some(s) = &s {
+            if s.len() == 4 {
+                return Ok((i.name().to_string(), s.clone()));
+            }
+        }
+        seen.push(format!("`{}` {}", i.name(), s.map(|s| fmt_shape(&s)).unwrap_or_else(|| "(no shape)".into())));
+    }
+    bail!("no image input found: expected a graph input of shape [B, 3, H, W], found {}", if seen.is_empty() { "no inputs".to_string() } else { seen.join(", ") })
+}
+
+/// Is `name` (an input of the final Concat) a constant-1 column?
+fn ones_column(m: &Model, ix: &GraphIndex, name: &str) -> Option<String> {
+    let g = m.graph();
+    if let Some(&p) = ix.producer.get(name) {
+        let n = &g.node[p];
+        if n.op_type() == "ConstantOfShape" {
+            let t = crate::graph::attr(n, "value").and_then(|a| a.t.as_ref())?;
+            let v = crate::tensor::values(t).ok()?.as_f64();
+            if v.len() == 1 && v[0] == 1.0 {
+                return Some(describe(n));
+            }
+            return None;
+        }
+    }
+    let t = constant_ref(g, ix, name)?;
+    if t.dims.last() != Some(&1) {
+        return None;
+    }
+    let v = m.tensor_values(t).ok()?.as_f64();
+    if !v.is_empty() && v.iter().all(|&x| x == 1.0) {
+        return Some(format!("constant `{}` (all ones {:?})", name, t.dims));
+    }
+    None
+}
+
+/// Ancestors (node indices) of tensor `name`.
+fn ancestors(g: &crate::onnx::GraphProto, ix: &GraphIndex, name: &str) -> Vec<usize> {
+    let mut seen = HashSet::new();
+    let mut q = VecDeque::from([name.to_string()]);
+    let mut out = Vec::new();
+    while let Some(t) = q.pop_front() {
+        if let Some(&p) = ix.producer.get(&t) {
+            if seen.insert(p) {
+                out.push(p);
+                for i in crate::graph::node_reads(&g.node[p]) {
+                    q.push_back(i);
+                }
+            }
+        }
+    }
+    out.sort_unstable();
+    out
+}
+
+/// Recognize the head. `shapes` is optional inferred info used when outputs are undeclared.
+pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
+    let g = m.graph();
+    let ix = GraphIndex::build(g);
+    let (input, input_shape) = image_input(m)?;
+    let batch = input_shape[0].clone();
+    let height = input_shape[2].known();
+    let width = input_shape[3].known();
+    let mut head = Head {
+        family: Family::Merged,
+        rule: String::new(),
+        input,
+        input_shape,
+        batch,
+        height,
+        width,
+        output: None,
+        num_boxes: None,
+        num_classes: None,
+        strides: vec![],
+        grids: vec![],
+        nms_node: None,
+        merged_outputs: vec![],
+    };
+    if let Some(n) = g.node.iter().find(|n| is_trt_plugin(n.op_type(), n.domain())) {
+        head.family = Family::TrtPlugin;
+        head.rule = format!("{} of domain `{}` is a TensorRT plugin: the graph runs only in TensorRT", describe(n), n.domain());
+        head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
+        return Ok(head);
+    }
+    if let Some(n) = g.node.iter().find(|n| n.op_type() == "NonMaxSuppression") {
+        head.family = Family::Merged;
+        head.nms_node = Some(n.name().to_string());
+        head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
+        head.rule = format!("{} is in the graph; outputs {}", describe(n), head.merged_outputs.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "));
+        return Ok(head);
+    }
+    let (Some(h), Some(w)) = (height, width) else {
+        bail!("input `{}` has symbolic height/width {}: the head cannot be matched to strides (give a static size, e.g. `resize --size HxW`)", head.input, fmt_shape(&head.input_shape));
+    };
+    // Candidate outputs: float rank-3.
+    let mut found = Vec::new();
+    for o in &g.output {
+        let shape = vi_shape(o).or_else(|| shapes.and_then(|s| s.shape(o.name()).cloned()));
+        let dt = vi_dtype(o).unwrap_or(DataType::Float as i32);
+        found.push(format!("`{}` {}", o.name(), shape.as_ref().map(|s| fmt_shape(s)).unwrap_or_else(|| "(no shape)".into())));
+        let Some(shape) = shape else { continue };
+        if shape.len() != 3 || dt != DataType::Float as i32 {
+            continue;
+        }
+        let (Some(n), Some(k)) = (shape[1].known(), shape[2].known()) else { continue };
+        if let Some(strides) = strides_for(n, h, w) {
+            if k < 6 {
+                bail!("output `{}` {} has {k} columns per box; a YOLOX/Gold-YOLO head has 5 + classes (at least 6)", o.name(), fmt_shape(&shape));
+            }
+            head.output = Some(o.name().to_string());
+            head.num_boxes = Some(n);
+            head.num_classes = Some((k - 5) as usize);
+            head.grids = strides.iter().map(|s| (h / s, w / s)).collect();
+            head.strides = strides;
+            break;
+        }
+        if strides_for(k, h, w).is_some() {
+            bail!("output `{}` {} looks like a YOLOv8-style [B, 4+C, N] head (boxes on the last axis); only YOLOX and Gold-YOLO/YOLOv6 [B, N, 5+C] heads are supported", o.name(), fmt_shape(&shape));
+        }
+    }
+    let Some(out) = head.output.clone() else {
+        bail!(
+            "no detection head found: expected an output [B, N, 5+C] with N = sum of (H/s)*(W/s) over strides 8,16,32 (or up to 64) = {} for a {h}x{w} input; found {}",
+            STRIDE_SETS.iter().map(|ss| ss.iter().map(|s| (h / s) * (w / s)).sum::<i64>().to_string()).collect::<Vec<_>>().join(" or "),
+            found.join(", ")
+        );
+    };
+    let n = head.num_boxes.unwrap_or(0);
+    let strides_txt = format!("N = {n} = {} for strides {:?} at {h}x{w}", head.grids.iter().map(|(a, b)| format!("{a}*{b}")).collect::<Vec<_>>().join(" + "), head.strides);
+    // Gold-YOLO: Concat(boxes, ones, cls) at the output.
+    if let Some(&p) = ix.producer.get(&out) {
+        let last = &g.node[p];
+        if last.op_type() == "Concat" && last.input.len() == 3 {
+            if let Some(why) = ones_column(m, &ix, &last.input[1]) {
+                head.family = Family::GoldYolo;
+                head.rule = format!("output `{out}` is produced by {} whose middle input (column 4) is the constant 1 of {why}; {strides_txt}", describe(last));
+                return Ok(head);
+            }
+        }
+    }
+    let anc = ancestors(g, &ix, &out);
+    if let Some(&e) = anc.iter().find(|&&i| g.node[i].op_type() == "Exp") {
+        head.family = Family::YoloxDecoded;
+        head.rule = format!("{} is on the path to output `{out}`: the box decode (exp(wh) * stride) is in the graph; {strides_txt}", describe(&g.node[e]));
+        return Ok(head);
+    }
+    let sigmoids = anc.iter().filter(|&&i| g.node[i].op_type() == "Sigmoid").count();
+    if sigmoids == 0 {
+        bail!("output `{out}` has the shape of a detection head ({strides_txt}) but no Sigmoid on its path: not a YOLOX or Gold-YOLO head");
+    }
+    head.family = Family::YoloxRaw;
+    head.rule = format!("output `{out}` has no Exp and no constant-1 column on its path (raw YOLOX head: grid offsets, log sizes, sigmoid obj/cls); {strides_txt}");
+    Ok(head)
+}

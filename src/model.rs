@@ -1,0 +1,330 @@
+//! Loading and saving ONNX models, exactly: decode → encode without edits is byte-identical for
+//! canonical files, external-data tensors are resolved relative to the model file and written back
+//! faithfully, and every write is atomic (temp file in the destination folder + rename).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use prost::Message;
+
+use crate::onnx::{
+    tensor_proto::DataLocation, GraphProto, ModelProto, StringStringEntryProto, TensorProto,
+};
+use crate::tensor::{self, external_entry, is_external, Values};
+
+/// IR version of the vendored `proto/onnx.proto` (see proto/UPSTREAM.md). Fields of newer IR
+/// versions would be unknown to prost and dropped, so newer models are refused.
+pub const SUPPORTED_IR_VERSION: i64 = 14;
+
+/// Protobuf messages cannot exceed 2 GiB.
+pub const PROTOBUF_LIMIT: u64 = (1u64 << 31) - 1;
+
+/// A decoded model plus what is needed to read and re-write its external data.
+#[derive(Debug, Clone)]
+pub struct Model {
+    pub proto: ModelProto,
+    /// Folder external-data `location`s are relative to (the model file's folder).
+    pub base_dir: Option<PathBuf>,
+    /// Contents of each external-data file referenced by the model, by `location`.
+    pub external: BTreeMap<String, Bytes>,
+    /// Where it was loaded from (for messages).
+    pub source: String,
+}
+
+/// How to save.
+#[derive(Debug, Clone, Default)]
+pub struct SaveOptions {
+    /// Move every initializer of at least `threshold` bytes into this data file (a name relative to
+    /// the output's folder). `None` keeps the model's own layout (external tensors stay external,
+    /// in files of the same names next to the output).
+    pub external_data: Option<String>,
+    /// Minimum tensor size for `external_data` (default 1024 bytes).
+    pub external_threshold: usize,
+}
+
+fn visit_graph_tensors<'a>(g: &'a GraphProto, f: &mut dyn FnMut(&'a TensorProto)) {
+    for t in &g.initializer {
+        f(t);
+    }
+    for s in &g.sparse_initializer {
+        if let Some(v) = &s.values {
+            f(v);
+        }
+        if let Some(i) = &s.indices {
+            f(i);
+        }
+    }
+    for n in &g.node {
+        for a in &n.attribute {
+            if let Some(t) = &a.t {
+                f(t);
+            }
+            for t in &a.tensors {
+                f(t);
+            }
+            if let Some(sg) = &a.g {
+                visit_graph_tensors(sg, f);
+            }
+            for sg in &a.graphs {
+                visit_graph_tensors(sg, f);
+            }
+        }
+    }
+}
+
+/// Every tensor stored in the model (initializers, sparse initializers, `Constant` values and
+/// tensor attributes, recursively in subgraphs and functions).
+pub fn visit_tensors<'a>(m: &'a ModelProto, f: &mut dyn FnMut(&'a TensorProto)) {
+    if let Some(g) = &m.graph {
+        visit_graph_tensors(g, f);
+    }
+    for func in &m.functions {
+        for n in &func.node {
+            for a in &n.attribute {
+                if let Some(t) = &a.t {
+                    f(t);
+                }
+                if let Some(sg) = &a.g {
+                    visit_graph_tensors(sg, f);
+                }
+            }
+        }
+    }
+    for ti in &m.training_info {
+        if let Some(g) = &ti.initialization {
+            visit_graph_tensors(g, f);
+        }
+        if let Some(g) = &ti.algorithm {
+            visit_graph_tensors(g, f);
+        }
+    }
+}
+
+fn validate_location(loc: &str) -> Result<()> {
+    let p = Path::new(loc);
+    if loc.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        bail!("external data location `{loc}` must be a relative path inside the model's folder");
+    }
+    Ok(())
+}
+
+impl Model {
+    /// Decode a model from bytes (zero-copy for tensor data). External data cannot be resolved
+    /// without a folder: use [`Model::load`] or [`Model::from_bytes_in`].
+    pub fn from_bytes(bytes: Bytes, source: &str) -> Result<Model> {
+        Self::from_bytes_in(bytes, source, None)
+    }
+
+    /// Decode a model from bytes whose external data lives in `base_dir`.
+    pub fn from_bytes_in(bytes: Bytes, source: &str, base_dir: Option<&Path>) -> Result<Model> {
+        if bytes.is_empty() {
+            bail!("`{source}` is empty (0 bytes), not an ONNX model");
+        }
+        let proto = ModelProto::decode(bytes)
+            .map_err(|e| anyhow!("`{source}` is not a valid ONNX protobuf: {e}"))?;
+        let ir = proto.ir_version.unwrap_or(0);
+        if proto.graph.is_none() {
+            bail!("`{source}` is a protobuf but not an ONNX model: it has no graph (ir_version {ir}, {} opset imports)", proto.opset_import.len());
+        }
+        if ir <= 0 {
+            bail!("`{source}` is not an ONNX model: ir_version is missing or {ir}");
+        }
+        if ir > SUPPORTED_IR_VERSION {
+            bail!("`{source}` has IR version {ir}, newer than the {SUPPORTED_IR_VERSION} this build understands; its newer fields would be lost (update proto/onnx.proto)");
+        }
+        let mut m = Model { proto, base_dir: base_dir.map(Path::to_path_buf), external: BTreeMap::new(), source: source.to_string() };
+        m.resolve_external()?;
+        Ok(m)
+    }
+
+    /// Read and decode a model file; external data is read from files next to it.
+    pub fn load(path: &Path) -> Result<Model> {
+        let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        if meta.is_dir() {
+            bail!("`{}` is a folder, expected an .onnx file", path.display());
+        }
+        let data = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        Self::from_bytes_in(Bytes::from(data), &path.display().to_string(), dir)
+    }
+
+    fn resolve_external(&mut self) -> Result<()> {
+        let mut locations: Vec<(String, String)> = Vec::new();
+        visit_tensors(&self.proto, &mut |t| {
+            if is_external(t) {
+                locations.push((t.name().to_string(), external_entry(t, "location").unwrap_or("").to_string()));
+            }
+        });
+        for (tname, loc) in locations {
+            if self.external.contains_key(&loc) {
+                continue;
+            }
+            validate_location(&loc).with_context(|| format!("tensor `{tname}` in `{}`", self.source))?;
+            let Some(dir) = &self.base_dir else {
+                bail!("tensor `{tname}` in `{}` is stored in external file `{loc}`, but the model was given as bytes with no folder", self.source);
+            };
+            let p = dir.join(&loc);
+            let data = std::fs::read(&p).with_context(|| {
+                format!("tensor `{tname}` of `{}` is stored in external data file `{}`, which cannot be read", self.source, p.display())
+            })?;
+            self.external.insert(loc, Bytes::from(data));
+        }
+        // Check every external reference fits its file.
+        let mut err = None;
+        visit_tensors(&self.proto, &mut |t| {
+            if err.is_none() && is_external(t) {
+                if let Err(e) = self.external_slice(t) {
+                    err = Some(e);
+                }
+            }
+        });
+        if let Some(e) = err {
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The bytes of an external tensor (a zero-copy slice of its data file).
+    pub fn external_slice(&self, t: &TensorProto) -> Result<Bytes> {
+        let loc = external_entry(t, "location").unwrap_or("");
+        let file = self.external.get(loc).ok_or_else(|| anyhow!("tensor `{}`: external file `{loc}` not loaded", t.name()))?;
+        let parse = |k: &str| -> Result<Option<usize>> {
+            match external_entry(t, k) {
+                None => Ok(None),
+                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| anyhow!("tensor `{}`: external data `{k}` = `{v}` is not a number", t.name())),
+            }
+        };
+        let off = parse("offset")?.unwrap_or(0);
+        let len = match parse("length")? {
+            Some(l) => l,
+            None => file.len().checked_sub(off).ok_or_else(|| anyhow!("tensor `{}`: offset {off} beyond the end of `{loc}` ({} bytes)", t.name(), file.len()))?,
+        };
+        let end = off.checked_add(len).filter(|&e| e <= file.len()).ok_or_else(|| {
+            anyhow!("tensor `{}` in `{}`: external data `{loc}` has {} bytes, the tensor needs bytes {off}..{}", t.name(), self.source, file.len(), off.saturating_add(len))
+        })?;
+        Ok(file.slice(off..end))
+    }
+
+    /// Numeric values of a tensor wherever its data is stored.
+    pub fn tensor_values(&self, t: &TensorProto) -> Result<Values> {
+        if is_external(t) {
+            let raw = self.external_slice(t)?;
+            tensor::values_with(t, Some(&raw))
+        } else {
+            tensor::values(t)
+        }
+    }
+
+    /// The graph (always present after loading).
+    pub fn graph(&self) -> &GraphProto {
+        self.proto.graph.as_ref().expect("checked at load")
+    }
+
+    /// Mutable graph.
+    pub fn graph_mut(&mut self) -> &mut GraphProto {
+        self.proto.graph.get_or_insert_with(Default::default)
+    }
+
+    /// Encode the model to protobuf bytes (refuses models over the protobuf limit).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let len = self.proto.encoded_len() as u64;
+        if len > PROTOBUF_LIMIT {
+            bail!("the model would be {len} bytes, over the 2 GiB protobuf limit; save it with external data (`--external-data FILE`)");
+        }
+        Ok(self.proto.encode_to_vec())
+    }
+
+    /// Save to `path` atomically, with the external data it references.
+    pub fn save(&self, path: &Path, opts: &SaveOptions) -> Result<()> {
+        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+        if !dir.is_dir() {
+            bail!("cannot write `{}`: folder `{}` does not exist", path.display(), dir.display());
+        }
+        let (proto, files) = match &opts.external_data {
+            Some(name) => self.externalize(name, if opts.external_threshold == 0 { 1024 } else { opts.external_threshold })?,
+            None => (None, self.external.clone()),
+        };
+        let proto_ref = proto.as_ref().unwrap_or(&self.proto);
+        let len = proto_ref.encoded_len() as u64;
+        if len > PROTOBUF_LIMIT {
+            bail!("cannot write `{}`: the model would be {len} bytes, over the 2 GiB protobuf limit; save it with external data (`--external-data FILE`)", path.display());
+        }
+        let bytes = proto_ref.encode_to_vec();
+        // Data files first: the model file appears last, and only when everything is in place.
+        let same_dir = self.base_dir.as_deref().map(|b| same_path(b, dir)).unwrap_or(false);
+        for (loc, data) in &files {
+            validate_location(loc)?;
+            if same_dir && opts.external_data.is_none() {
+                continue; // already there, unchanged
+            }
+            atomic_write(&dir.join(loc), data)?;
+        }
+        atomic_write(path, &bytes)
+    }
+
+    /// A copy of the proto where initializers ≥ threshold bytes point into one data file.
+    fn externalize(&self, name: &str, threshold: usize) -> Result<(Option<ModelProto>, BTreeMap<String, Bytes>)> {
+        validate_location(name)?;
+        let mut proto = self.proto.clone();
+        let mut blob: Vec<u8> = Vec::new();
+        let g = proto.graph.get_or_insert_with(Default::default);
+        for t in g.initializer.iter_mut() {
+            let data = if is_external(t) { self.external_slice(t)? } else { match &t.raw_data { Some(r) => r.clone(), None => continue } };
+            if data.len() < threshold {
+                continue;
+            }
+            while blob.len() % 4096 != 0 {
+                blob.push(0);
+            }
+            let off = blob.len();
+            blob.extend_from_slice(&data);
+            t.raw_data = None;
+            t.data_location = Some(DataLocation::External as i32);
+            t.external_data = vec![
+                kv("location", name),
+                kv("offset", &off.to_string()),
+                kv("length", &data.len().to_string()),
+            ];
+        }
+        let mut files = BTreeMap::new();
+        files.insert(name.to_string(), Bytes::from(blob));
+        Ok((Some(proto), files))
+    }
+}
+
+fn kv(k: &str, v: &str) -> StringStringEntryProto {
+    StringStringEntryProto { key: Some(k.to_string()), value: Some(v.to_string()) }
+}
+
+fn same_path(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// True when two paths name the same existing file.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    }
+}
+
+/// Write `data` to `path` through a temp file in the same folder, fsync, then rename: readers see
+/// the old file or the complete new one, never a partial file.
+pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".postmerge-")
+        .suffix(".tmp")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot write `{}`: cannot create a temporary file in `{}`", path.display(), dir.display()))?;
+    tmp.write_all(data).with_context(|| format!("cannot write `{}`", path.display()))?;
+    tmp.as_file().sync_all().with_context(|| format!("cannot write `{}`", path.display()))?;
+    tmp.persist(path).map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error))?;
+    Ok(())
+}

@@ -1,0 +1,769 @@
+//! A small, panic-free reader and writer for NumPy `.npy` files.
+//!
+//! Supported: format versions 1.0, 2.0 and 3.0; C order only; little-endian only; the dtypes in
+//! [`NpyData`] (`<f4`, `<f8`, `<i8`, `<i4`, `|u1`, `|b1`). Anything else (Fortran order, big-endian
+//! data, other dtypes, a malformed header, truncated or trailing data) is a clear error, never a
+//! panic, whatever the input bytes are.
+//!
+//! The reference data of the project (`shared/ref/*/raw.npy`, `input.npy`, …) is stored in this
+//! format; the writer lets tests and the CLI dump tensors that NumPy can load back.
+
+use std::fmt;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+/// The magic string every `.npy` file starts with.
+const MAGIC: &[u8; 6] = b"\x93NUMPY";
+
+/// A dense N-dimensional array read from (or to be written to) a `.npy` file, in C order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Npy {
+    /// Dimensions; empty for a 0-d (scalar) array.
+    pub shape: Vec<usize>,
+    /// The elements in C (row-major) order; `data.len() == shape.iter().product()`.
+    pub data: NpyData,
+}
+
+/// The element storage of an [`Npy`] array, one variant per supported dtype.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NpyData {
+    /// `<f4`
+    F32(Vec<f32>),
+    /// `<f8`
+    F64(Vec<f64>),
+    /// `<i8`
+    I64(Vec<i64>),
+    /// `<i4`
+    I32(Vec<i32>),
+    /// `|u1`
+    U8(Vec<u8>),
+    /// `|b1` (any non-zero byte reads as `true`)
+    Bool(Vec<bool>),
+}
+
+/// The element types supported by this module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    /// 32-bit float (`<f4`)
+    F32,
+    /// 64-bit float (`<f8`)
+    F64,
+    /// 64-bit signed integer (`<i8`)
+    I64,
+    /// 32-bit signed integer (`<i4`)
+    I32,
+    /// 8-bit unsigned integer (`|u1`)
+    U8,
+    /// boolean, one byte per element (`|b1`)
+    Bool,
+}
+
+impl DType {
+    /// Size of one element in bytes.
+    pub fn size(self) -> usize {
+        match self {
+            DType::F32 | DType::I32 => 4,
+            DType::F64 | DType::I64 => 8,
+            DType::U8 | DType::Bool => 1,
+        }
+    }
+
+    /// The NumPy `descr` string written for this dtype.
+    pub fn descr(self) -> &'static str {
+        match self {
+            DType::F32 => "<f4",
+            DType::F64 => "<f8",
+            DType::I64 => "<i8",
+            DType::I32 => "<i4",
+            DType::U8 => "|u1",
+            DType::Bool => "|b1",
+        }
+    }
+
+    /// Parses a NumPy `descr` string. Byte order `<` is required for multi-byte types (`|` or
+    /// `<` for one-byte types); `>` gives a "big-endian" error, `=` and other types are refused.
+    pub fn from_descr(descr: &str) -> Result<DType> {
+        let (order, kind) = match descr.char_indices().nth(1) {
+            Some((i, _)) => descr.split_at(i),
+            None => bail!("unsupported dtype `{descr}`"),
+        };
+        let dtype = match kind {
+            "f4" => DType::F32,
+            "f8" => DType::F64,
+            "i8" => DType::I64,
+            "i4" => DType::I32,
+            "u1" => DType::U8,
+            "b1" => DType::Bool,
+            _ => bail!(
+                "unsupported dtype `{descr}` (supported: <f4, <f8, <i8, <i4, |u1, |b1)"
+            ),
+        };
+        match order {
+            "<" => Ok(dtype),
+            "|" if dtype.size() == 1 => Ok(dtype),
+            ">" if dtype.size() == 1 => Ok(dtype),
+            ">" => bail!("big-endian dtype `{descr}` is not supported (only little-endian)"),
+            _ => bail!("unsupported byte order in dtype `{descr}` (expected `<` or `|`)"),
+        }
+    }
+}
+
+impl fmt::Display for DType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.descr())
+    }
+}
+
+impl NpyData {
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        match self {
+            NpyData::F32(_) => DType::F32,
+            NpyData::F64(_) => DType::F64,
+            NpyData::I64(_) => DType::I64,
+            NpyData::I32(_) => DType::I32,
+            NpyData::U8(_) => DType::U8,
+            NpyData::Bool(_) => DType::Bool,
+        }
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        match self {
+            NpyData::F32(v) => v.len(),
+            NpyData::F64(v) => v.len(),
+            NpyData::I64(v) => v.len(),
+            NpyData::I32(v) => v.len(),
+            NpyData::U8(v) => v.len(),
+            NpyData::Bool(v) => v.len(),
+        }
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Npy {
+    /// Builds an array, checking that the number of elements matches the shape.
+    pub fn new(shape: Vec<usize>, data: NpyData) -> Result<Npy> {
+        let expected = element_count(&shape)?;
+        ensure!(
+            expected == data.len(),
+            "shape {:?} needs {} elements, got {}",
+            shape,
+            expected,
+            data.len()
+        );
+        Ok(Npy { shape, data })
+    }
+
+    /// The dtype of the elements.
+    pub fn dtype(&self) -> DType {
+        self.data.dtype()
+    }
+
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// True when there are no elements.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// The elements converted to `f32` (integers and `f64` are rounded to the nearest `f32`,
+    /// booleans become 0.0 / 1.0).
+    pub fn to_f32(&self) -> Vec<f32> {
+        match &self.data {
+            NpyData::F32(v) => v.clone(),
+            NpyData::F64(v) => v.iter().map(|&x| x as f32).collect(),
+            NpyData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            NpyData::I32(v) => v.iter().map(|&x| x as f32).collect(),
+            NpyData::U8(v) => v.iter().map(|&x| f32::from(x)).collect(),
+            NpyData::Bool(v) => v.iter().map(|&x| if x { 1.0 } else { 0.0 }).collect(),
+        }
+    }
+
+    /// The elements converted to `i64` if the dtype is an integer or boolean type; `None` for floats.
+    pub fn to_i64(&self) -> Option<Vec<i64>> {
+        match &self.data {
+            NpyData::F32(_) | NpyData::F64(_) => None,
+            NpyData::I64(v) => Some(v.clone()),
+            NpyData::I32(v) => Some(v.iter().map(|&x| i64::from(x)).collect()),
+            NpyData::U8(v) => Some(v.iter().map(|&x| i64::from(x)).collect()),
+            NpyData::Bool(v) => Some(v.iter().map(|&x| i64::from(x)).collect()),
+        }
+    }
+
+    /// Borrows the elements if the dtype is `f32`.
+    pub fn as_f32(&self) -> Option<&[f32]> {
+        match &self.data {
+            NpyData::F32(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Serializes the array as a `.npy` file (version 1.0, or 2.0 if the header needs it).
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let expected = element_count(&self.shape)?;
+        ensure!(
+            expected == self.data.len(),
+            "shape {:?} needs {} elements, got {}",
+            self.shape,
+            expected,
+            self.data.len()
+        );
+        let payload_len = expected
+            .checked_mul(self.dtype().size())
+            .ok_or_else(|| anyhow!("array too large"))?;
+        let mut out = header_bytes(self.dtype(), &self.shape)?;
+        out.reserve(payload_len);
+        match &self.data {
+            NpyData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::U8(v) => out.extend_from_slice(v),
+            NpyData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+        }
+        Ok(out)
+    }
+}
+
+/// Product of the dimensions, with overflow reported as an error.
+fn element_count(shape: &[usize]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |acc, &d| {
+        acc.checked_mul(d)
+            .ok_or_else(|| anyhow!("shape {shape:?} has too many elements"))
+    })
+}
+
+/// Reads a `.npy` file from memory.
+pub fn read_npy(bytes: &[u8]) -> Result<Npy> {
+    ensure!(
+        bytes.len() >= MAGIC.len() + 2,
+        "not a .npy file: only {} bytes",
+        bytes.len()
+    );
+    let (magic, rest) = bytes.split_at(MAGIC.len());
+    ensure!(magic == MAGIC, "not a .npy file: bad magic string");
+    let (version, rest) = rest.split_at(2);
+    let (major, minor) = (version[0], version[1]);
+    let (header_len, rest) = match major {
+        1 => {
+            ensure!(rest.len() >= 2, "truncated .npy header length");
+            let (len, rest) = rest.split_at(2);
+            (usize::from(u16::from_le_bytes([len[0], len[1]])), rest)
+        }
+        2 | 3 => {
+            ensure!(rest.len() >= 4, "truncated .npy header length");
+            let (len, rest) = rest.split_at(4);
+            let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+            let len = usize::try_from(len).map_err(|_| anyhow!("header too large"))?;
+            (len, rest)
+        }
+        _ => bail!("unsupported .npy format version {major}.{minor} (supported: 1.0, 2.0, 3.0)"),
+    };
+    ensure!(
+        rest.len() >= header_len,
+        "truncated .npy header: {} bytes announced, {} present",
+        header_len,
+        rest.len()
+    );
+    let (header, payload) = rest.split_at(header_len);
+    let header = if major == 3 {
+        std::str::from_utf8(header).map_err(|_| anyhow!(".npy header is not valid UTF-8"))?
+    } else {
+        ensure!(header.is_ascii(), ".npy header is not ASCII (version {major}.{minor})");
+        std::str::from_utf8(header).map_err(|_| anyhow!(".npy header is not ASCII"))?
+    };
+    let header = parse_header(header).context("malformed .npy header")?;
+    ensure!(
+        !header.fortran_order,
+        "Fortran-order .npy arrays are not supported (only C order)"
+    );
+    let dtype = DType::from_descr(&header.descr)?;
+    let count = element_count(&header.shape)?;
+    let need = count
+        .checked_mul(dtype.size())
+        .ok_or_else(|| anyhow!("shape {:?} is too large", header.shape))?;
+    ensure!(
+        payload.len() >= need,
+        "truncated .npy data: shape {:?} of {} needs {} bytes, {} present",
+        header.shape,
+        dtype,
+        need,
+        payload.len()
+    );
+    ensure!(
+        payload.len() == need,
+        "unexpected {} trailing bytes after .npy data (shape {:?} of {})",
+        payload.len() - need,
+        header.shape,
+        dtype
+    );
+    let data = decode_payload(dtype, payload);
+    Ok(Npy { shape: header.shape, data })
+}
+
+/// Reads a `.npy` file from disk; errors name the file.
+pub fn read_npy_file(path: impl AsRef<Path>) -> Result<Npy> {
+    let path = path.as_ref();
+    let bytes =
+        std::fs::read(path).with_context(|| format!("failed to read `{}`", path.display()))?;
+    read_npy(&bytes).with_context(|| format!("failed to parse `{}`", path.display()))
+}
+
+/// Writes an array to disk as a `.npy` file; errors name the file.
+pub fn write_npy_file(path: impl AsRef<Path>, npy: &Npy) -> Result<()> {
+    let path = path.as_ref();
+    let bytes = npy
+        .to_bytes()
+        .with_context(|| format!("failed to serialize `{}`", path.display()))?;
+    std::fs::write(path, bytes).with_context(|| format!("failed to write `{}`", path.display()))
+}
+
+/// Serializes `f32` data of the given shape as a `.npy` file.
+/// Errors if `data.len()` is not the product of `shape`.
+pub fn write_npy_f32(shape: &[usize], data: &[f32]) -> Result<Vec<u8>> {
+    Npy::new(shape.to_vec(), NpyData::F32(data.to_vec()))?.to_bytes()
+}
+
+/// Serializes `i64` data of the given shape as a `.npy` file.
+/// Errors if `data.len()` is not the product of `shape`.
+pub fn write_npy_i64(shape: &[usize], data: &[i64]) -> Result<Vec<u8>> {
+    Npy::new(shape.to_vec(), NpyData::I64(data.to_vec()))?.to_bytes()
+}
+
+/// Converts the (length-checked) payload into typed elements.
+fn decode_payload(dtype: DType, payload: &[u8]) -> NpyData {
+    fn chunks<const N: usize, T>(payload: &[u8], f: fn([u8; N]) -> T) -> Vec<T> {
+        payload
+            .chunks_exact(N)
+            .map(|c| {
+                let mut a = [0u8; N];
+                a.copy_from_slice(c);
+                f(a)
+            })
+            .collect()
+    }
+    match dtype {
+        DType::F32 => NpyData::F32(chunks(payload, f32::from_le_bytes)),
+        DType::F64 => NpyData::F64(chunks(payload, f64::from_le_bytes)),
+        DType::I64 => NpyData::I64(chunks(payload, i64::from_le_bytes)),
+        DType::I32 => NpyData::I32(chunks(payload, i32::from_le_bytes)),
+        DType::U8 => NpyData::U8(payload.to_vec()),
+        DType::Bool => NpyData::Bool(payload.iter().map(|&b| b != 0).collect()),
+    }
+}
+
+/// Builds magic + version + header length + padded header (total a multiple of 64 bytes).
+fn header_bytes(dtype: DType, shape: &[usize]) -> Result<Vec<u8>> {
+    let shape_str = match shape {
+        [] => "()".to_string(),
+        [d] => format!("({d},)"),
+        dims => format!(
+            "({})",
+            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let mut dict = format!(
+        "{{'descr': '{}', 'fortran_order': False, 'shape': {}, }}",
+        dtype.descr(),
+        shape_str
+    );
+    // Version 1.0 has a u16 header length; larger headers need version 2.0 (u32).
+    let (version, len_bytes) = if MAGIC.len() + 2 + 2 + dict.len() + 1 + 64 <= usize::from(u16::MAX)
+    {
+        (1u8, 2usize)
+    } else {
+        (2u8, 4usize)
+    };
+    let prefix = MAGIC.len() + 2 + len_bytes;
+    let unpadded = prefix + dict.len() + 1;
+    let padding = (64 - unpadded % 64) % 64;
+    dict.extend(std::iter::repeat_n(' ', padding));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(prefix + dict.len());
+    out.extend_from_slice(MAGIC);
+    out.push(version);
+    out.push(0);
+    if version == 1 {
+        let len = u16::try_from(dict.len()).map_err(|_| anyhow!("npy header too long"))?;
+        out.extend_from_slice(&len.to_le_bytes());
+    } else {
+        let len = u32::try_from(dict.len()).map_err(|_| anyhow!("npy header too long"))?;
+        out.extend_from_slice(&len.to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    Ok(out)
+}
+
+/// The three keys of a `.npy` header dictionary.
+#[derive(Debug)]
+struct Header {
+    descr: String,
+    fortran_order: bool,
+    shape: Vec<usize>,
+}
+
+/// A value in the header's Python-literal dictionary.
+#[derive(Debug)]
+enum Value {
+    Str(String),
+    Bool(bool),
+    Tuple(Vec<usize>),
+}
+
+/// Parses the header dictionary, e.g. `{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }`.
+fn parse_header(text: &str) -> Result<Header> {
+    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    p.skip_ws();
+    p.expect(b'{')?;
+    let (mut descr, mut fortran, mut shape) = (None, None, None);
+    loop {
+        p.skip_ws();
+        if p.eat(b'}') {
+            break;
+        }
+        let key = p.string()?;
+        p.skip_ws();
+        p.expect(b':')?;
+        p.skip_ws();
+        let value = p.value()?;
+        match (key.as_str(), value) {
+            ("descr", Value::Str(s)) => descr = Some(s),
+            ("fortran_order", Value::Bool(b)) => fortran = Some(b),
+            ("shape", Value::Tuple(t)) => shape = Some(t),
+            ("descr" | "fortran_order" | "shape", v) => {
+                bail!("unexpected value for key `{key}`: {v:?}")
+            }
+            (other, _) => bail!("unexpected key `{other}`"),
+        }
+        p.skip_ws();
+        if p.eat(b',') {
+            continue;
+        }
+        p.skip_ws();
+        p.expect(b'}')?;
+        break;
+    }
+    Ok(Header {
+        descr: descr.ok_or_else(|| anyhow!("missing key `descr`"))?,
+        fortran_order: fortran.ok_or_else(|| anyhow!("missing key `fortran_order`"))?,
+        shape: shape.ok_or_else(|| anyhow!("missing key `shape`"))?,
+    })
+}
+
+/// A tiny cursor over the header text; every access is bounds-checked.
+struct Parser<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl Parser<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.s.get(self.i).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.i += 1;
+        }
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<()> {
+        match self.peek() {
+            Some(x) if x == c => {
+                self.i += 1;
+                Ok(())
+            }
+            Some(x) => bail!(
+                "expected `{}` at byte {}, found `{}`",
+                char::from(c),
+                self.i,
+                char::from(x).escape_default()
+            ),
+            None => bail!("expected `{}` at byte {}, found end of header", char::from(c), self.i),
+        }
+    }
+
+    /// A single- or double-quoted string without escapes.
+    fn string(&mut self) -> Result<String> {
+        let quote = match self.peek() {
+            Some(q @ (b'\'' | b'"')) => q,
+            _ => bail!("expected a quoted string at byte {}", self.i),
+        };
+        self.i += 1;
+        let start = self.i;
+        while let Some(c) = self.peek() {
+            if c == quote {
+                let s = self.s.get(start..self.i).unwrap_or_default();
+                self.i += 1;
+                return String::from_utf8(s.to_vec())
+                    .map_err(|_| anyhow!("string is not valid UTF-8"));
+            }
+            if c == b'\\' {
+                bail!("escape sequences are not supported in .npy headers");
+            }
+            self.i += 1;
+        }
+        bail!("unterminated string starting at byte {start}")
+    }
+
+    fn value(&mut self) -> Result<Value> {
+        match self.peek() {
+            Some(b'\'' | b'"') => Ok(Value::Str(self.string()?)),
+            Some(b'(') => Ok(Value::Tuple(self.tuple()?)),
+            Some(b'T' | b'F') => {
+                let rest = self.s.get(self.i..).unwrap_or_default();
+                if rest.starts_with(b"True") {
+                    self.i += 4;
+                    Ok(Value::Bool(true))
+                } else if rest.starts_with(b"False") {
+                    self.i += 5;
+                    Ok(Value::Bool(false))
+                } else {
+                    bail!("unexpected token at byte {}", self.i)
+                }
+            }
+            _ => bail!("unexpected value at byte {}", self.i),
+        }
+    }
+
+    /// `()`, `(3,)`, `(1, 2, 3)` or `(1, 2, 3,)`; elements are non-negative integers.
+    fn tuple(&mut self) -> Result<Vec<usize>> {
+        self.expect(b'(')?;
+        let mut dims = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.eat(b')') {
+                return Ok(dims);
+            }
+            dims.push(self.integer()?);
+            self.skip_ws();
+            if self.eat(b',') {
+                continue;
+            }
+            self.skip_ws();
+            self.expect(b')')?;
+            return Ok(dims);
+        }
+    }
+
+    fn integer(&mut self) -> Result<usize> {
+        let start = self.i;
+        let mut value: usize = 0;
+        while let Some(c @ b'0'..=b'9') = self.peek() {
+            value = value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(usize::from(c - b'0')))
+                .ok_or_else(|| anyhow!("dimension too large at byte {start}"))?;
+            self.i += 1;
+        }
+        // numpy writes Python ints; tolerate a legacy `L` suffix.
+        if self.i > start && self.peek() == Some(b'L') {
+            self.i += 1;
+        }
+        ensure!(self.i > start, "expected a dimension at byte {start}");
+        Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ref");
+
+    fn raw_header(version: u8, dict: &str) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        out.push(version);
+        out.push(0);
+        if version == 1 {
+            out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+        } else {
+            out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+        }
+        out.extend_from_slice(dict.as_bytes());
+        out
+    }
+
+    #[test]
+    fn roundtrip_f32_and_i64() {
+        let bytes = write_npy_f32(&[2, 3], &[1.0, -2.5, 3.0, 0.0, f32::MAX, 1e-30]).unwrap();
+        assert_eq!(bytes.len() % 64, (2 * 3 * 4) % 64, "header padded to 64 bytes");
+        let npy = read_npy(&bytes).unwrap();
+        assert_eq!(npy.shape, vec![2, 3]);
+        assert_eq!(npy.data, NpyData::F32(vec![1.0, -2.5, 3.0, 0.0, f32::MAX, 1e-30]));
+
+        let bytes = write_npy_i64(&[3], &[-1, 0, i64::MAX]).unwrap();
+        let npy = read_npy(&bytes).unwrap();
+        assert_eq!(npy.shape, vec![3]);
+        assert_eq!(npy.data, NpyData::I64(vec![-1, 0, i64::MAX]));
+        assert_eq!(npy.to_f32(), vec![-1.0, 0.0, i64::MAX as f32]);
+    }
+
+    #[test]
+    fn roundtrip_all_dtypes_and_scalar() {
+        let cases = vec![
+            Npy::new(vec![], NpyData::F64(vec![2.5])).unwrap(),
+            Npy::new(vec![2, 0, 3], NpyData::I32(vec![])).unwrap(),
+            Npy::new(vec![4], NpyData::U8(vec![0, 1, 254, 255])).unwrap(),
+            Npy::new(vec![1, 2], NpyData::Bool(vec![true, false])).unwrap(),
+            Npy::new(vec![1, 1, 1, 2], NpyData::I32(vec![-7, 7])).unwrap(),
+        ];
+        for npy in cases {
+            let back = read_npy(&npy.to_bytes().unwrap()).unwrap();
+            assert_eq!(back, npy);
+        }
+    }
+
+    #[test]
+    fn writer_rejects_length_mismatch() {
+        let err = write_npy_f32(&[2, 2], &[1.0]).unwrap_err();
+        assert!(err.to_string().contains("needs 4 elements, got 1"), "{err}");
+    }
+
+    #[test]
+    fn reads_versions_2_and_3_and_header_variants() {
+        let mut v2 = raw_header(2, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n");
+        v2.extend_from_slice(&5i32.to_le_bytes());
+        v2.extend_from_slice(&(-6i32).to_le_bytes());
+        let npy = read_npy(&v2).unwrap();
+        assert_eq!(npy.data, NpyData::I32(vec![5, -6]));
+
+        let mut v3 = raw_header(3, "{\"shape\":(1,1),\"fortran_order\":False,\"descr\":\"|b1\"}");
+        v3.push(3);
+        let npy = read_npy(&v3).unwrap();
+        assert_eq!(npy.shape, vec![1, 1]);
+        assert_eq!(npy.data, NpyData::Bool(vec![true]));
+    }
+
+    #[test]
+    fn reads_real_raw_head_output() {
+        let npy = read_npy_file(format!("{REF}/yolox_nano_80c_640x640_op11/raw.npy")).unwrap();
+        assert_eq!(npy.shape, vec![1, 8400, 85]);
+        assert_eq!(npy.dtype(), DType::F32);
+        let data = npy.as_f32().unwrap();
+        assert_eq!(data.len(), 8400 * 85);
+        assert!(data.iter().all(|x| x.is_finite()));
+        // Columns 4.. are sigmoid outputs.
+        assert!(data.chunks_exact(85).all(|row| row[4..].iter().all(|&p| (0.0..=1.0).contains(&p))));
+    }
+
+    #[test]
+    fn reads_real_int64_output() {
+        let path = format!("{REF}/gold_yolo_n_80c_640x640_op13_e2e_ort/raw_num_dets.npy");
+        let npy = read_npy_file(path).unwrap();
+        assert_eq!(npy.shape, vec![1, 1]);
+        assert_eq!(npy.data, NpyData::I64(vec![634]));
+    }
+
+    #[test]
+    fn file_errors_name_the_file() {
+        let err = read_npy_file("/nonexistent/dir/x.npy").unwrap_err();
+        assert!(format!("{err:#}").contains("/nonexistent/dir/x.npy"), "{err:#}");
+    }
+
+    fn err_of(bytes: &[u8]) -> String {
+        format!("{:#}", read_npy(bytes).unwrap_err())
+    }
+
+    #[test]
+    fn malformed_inputs_are_clear_errors() {
+        assert!(err_of(b"").contains("not a .npy file"));
+        assert!(err_of(b"PK\x03\x04zipfile").contains("bad magic"));
+        assert!(err_of(b"\x93NUMPY\x04\x00\x10\x00").contains("version 4.0"));
+        assert!(err_of(b"\x93NUMPY\x01\x00\x10").contains("truncated .npy header length"));
+        assert!(err_of(b"\x93NUMPY\x01\x00\x10\x00{'descr'").contains("truncated .npy header"));
+
+        let fortran = raw_header(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }");
+        assert!(err_of(&[fortran, vec![0; 4]].concat()).contains("Fortran"));
+
+        let be = raw_header(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }");
+        assert!(err_of(&[be, vec![0; 4]].concat()).contains("big-endian"));
+
+        let f16 = raw_header(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }");
+        assert!(err_of(&[f16, vec![0; 2]].concat()).contains("unsupported dtype `<f2`"));
+
+        let ok = raw_header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
+        let truncated = [ok.clone(), vec![0; 23]].concat();
+        assert!(err_of(&truncated).contains("truncated .npy data"), "{}", err_of(&truncated));
+        let trailing = [ok, vec![0; 25]].concat();
+        assert!(err_of(&trailing).contains("trailing"));
+
+        let huge = raw_header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }",
+        );
+        assert!(err_of(&huge).contains("too many elements"), "{}", err_of(&huge));
+
+        let overflow = raw_header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999999999999,), }",
+        );
+        assert!(err_of(&overflow).contains("dimension too large"));
+
+        for bad in [
+            "{'descr': '<f4', 'shape': (1,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'extra': 1}",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }",
+            "{'descr': '<f4', 'fortran_order': Maybe, 'shape': (1,), }",
+            "{'descr': '<f4 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': 4, 'fortran_order': False, 'shape': (1,), }",
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1,",
+            "not a dict",
+            "",
+        ] {
+            let bytes = [raw_header(1, bad), vec![0; 4]].concat();
+            assert!(err_of(&bytes).contains("malformed .npy header"), "{bad}: {}", err_of(&bytes));
+        }
+    }
+
+    /// Every prefix and many single-byte corruptions of a valid file give an error or a value,
+    /// never a panic.
+    #[test]
+    fn no_panic_on_corrupted_bytes() {
+        let good = write_npy_f32(&[2, 2], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+        for n in 0..good.len() {
+            let _ = read_npy(&good[..n]);
+        }
+        for pos in 0..good.len() {
+            for value in [0u8, 1, b'(', b')', b',', b'\'', b'9', 0x93, 0xff] {
+                let mut bad = good.clone();
+                bad[pos] = value;
+                let _ = read_npy(&bad);
+            }
+        }
+        // A simple deterministic pseudo-random fuzz.
+        let mut state = 0x1234_5678_9abc_def0u64;
+        for _ in 0..2000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let len = (state % 200) as usize;
+            let mut bytes: Vec<u8> = (0..len)
+                .map(|i| (state.rotate_left(i as u32 % 64) & 0xff) as u8)
+                .collect();
+            if state % 3 == 0 && bytes.len() >= 8 {
+                bytes[..6].copy_from_slice(MAGIC);
+                bytes[6] = (state % 4) as u8;
+            }
+            let _ = read_npy(&bytes);
+        }
+    }
+}

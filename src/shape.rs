@@ -1,0 +1,1027 @@
+//! Static shape inference (with symbolic dims such as a symbolic batch) and propagation of small
+//! constant values through the shape-computing ops that YOLOX and Gold-YOLO exports use
+//! (`Shape → Gather → Unsqueeze → Concat → Reshape`, `Range`, `ConstantOfShape`, ...).
+//!
+//! Ops covered: every op in the op histograms of shared/models/MANIFEST.md — Add, ArgMax,
+//! AveragePool, Cast, Clip, Concat, Constant, ConstantOfShape, Conv, Div, Equal, Exp, Expand,
+//! Flatten, Gather, Greater, Identity, MatMul, MaxPool, Mul, Neg, NonMaxSuppression, ReduceSum,
+//! ReduceMax, Range, Relu, Reshape, Resize, ScatterND, Shape, Sigmoid, Slice, Softmax, Split,
+//! Squeeze, Sub, Tile, TopK, Transpose, Unsqueeze, Where — plus common elementwise ops. Unknown
+//! ops (and `If`) get unknown shapes; inference goes on around them.
+
+use std::collections::HashMap;
+
+use anyhow::{bail, Result};
+use serde::Serialize;
+
+use crate::graph::{attr_f, attr_i, attr_ints, constant_node_value, describe, topo_order};
+use crate::model::Model;
+use crate::onnx::{tensor_proto::DataType, type_proto, GraphProto, NodeProto, TensorShapeProto, ValueInfoProto};
+use crate::tensor::{numel, Values};
+
+/// One dimension: a number or a symbol (e.g. `batch`, or `N` for data-dependent sizes).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(untagged)]
+pub enum Dim {
+    Known(i64),
+    Sym(String),
+}
+
+impl Dim {
+    pub fn known(&self) -> Option<i64> {
+        match self {
+            Dim::Known(v) => Some(*v),
+            Dim::Sym(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Dim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Dim::Known(v) => write!(f, "{v}"),
+            Dim::Sym(s) => write!(f, "{s}"),
+        }
+    }
+}
+
+/// Render a shape as `[1,3,640,640]`.
+pub fn fmt_shape(s: &[Dim]) -> String {
+    format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+}
+
+/// What is known about one tensor.
+#[derive(Debug, Clone, Default)]
+pub struct Info {
+    /// ONNX dtype code
+    pub dtype: Option<i32>,
+    pub shape: Option<Vec<Dim>>,
+    /// The values, when known statically and small (shape vectors, thresholds, grids, ...).
+    pub value: Option<Values>,
+    /// An int vector (rank ≤ 1) whose elements may be symbolic: what `Shape` of a tensor with a
+    /// symbolic batch gives.
+    pub dims_value: Option<Vec<Dim>>,
+}
+
+impl Info {
+    fn of(dtype: Option<i32>, shape: Option<Vec<Dim>>) -> Info {
+        Info { dtype, shape, value: None, dims_value: None }
+    }
+    pub fn rank(&self) -> Option<usize> {
+        self.shape.as_ref().map(Vec::len)
+    }
+    /// Static shape as numbers, if fully known.
+    pub fn static_shape(&self) -> Option<Vec<i64>> {
+        self.shape.as_ref()?.iter().map(Dim::known).collect()
+    }
+}
+
+/// Largest constant (elements) whose values are kept for propagation.
+const MAX_VALUE_ELEMS: usize = 1 << 20;
+
+/// Shape inference result: per tensor name.
+#[derive(Debug, Default, Clone)]
+pub struct Shapes {
+    pub map: HashMap<String, Info>,
+    /// Nodes whose outputs could not be inferred (op + reason), for reporting.
+    pub unknown: Vec<String>,
+}
+
+impl Shapes {
+    pub fn get(&self, name: &str) -> Option<&Info> {
+        self.map.get(name)
+    }
+    pub fn shape(&self, name: &str) -> Option<&Vec<Dim>> {
+        self.map.get(name).and_then(|i| i.shape.as_ref())
+    }
+}
+
+/// Shape of a declared value_info (`None` when it carries no tensor shape).
+pub fn vi_shape(v: &ValueInfoProto) -> Option<Vec<Dim>> {
+    let tt = match v.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => t,
+        _ => return None,
+    };
+    let shape = tt.shape.as_ref()?;
+    Some(
+        shape
+            .dim
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match &d.value {
+                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimValue(x)) => Dim::Known(*x),
+                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam(p)) => Dim::Sym(p.clone()),
+                None => Dim::Sym(format!("{}_dim{i}", v.name())),
+            })
+            .collect(),
+    )
+}
+
+/// Element type of a declared value_info.
+pub fn vi_dtype(v: &ValueInfoProto) -> Option<i32> {
+    match v.r#type.as_ref()?.value.as_ref()? {
+        type_proto::Value::TensorType(t) => t.elem_type,
+        _ => None,
+    }
+}
+
+/// Set the tensor shape of a value_info (keeps everything else).
+pub fn set_vi_shape(v: &mut ValueInfoProto, shape: &[Dim]) {
+    use crate::onnx::tensor_shape_proto::{dimension::Value as DV, Dimension};
+    let t = v.r#type.get_or_insert_with(Default::default);
+    if !matches!(t.value, Some(type_proto::Value::TensorType(_))) {
+        t.value = Some(type_proto::Value::TensorType(Default::default()));
+    }
+    if let Some(type_proto::Value::TensorType(tt)) = &mut t.value {
+        let old = tt.shape.take().unwrap_or_default();
+        let dims = shape
+            .iter()
+            .enumerate()
+            .map(|(i, d)| {
+                let mut nd: Dimension = old.dim.get(i).cloned().unwrap_or_default();
+                nd.value = Some(match d {
+                    Dim::Known(x) => DV::DimValue(*x),
+                    Dim::Sym(s) => DV::DimParam(s.clone()),
+                });
+                nd
+            })
+            .collect();
+        tt.shape = Some(TensorShapeProto { dim: dims });
+    }
+}
+
+/// A value_info with dtype and shape.
+pub fn make_vi(name: &str, dtype: i32, shape: &[Dim]) -> ValueInfoProto {
+    let mut v = ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(crate::onnx::TypeProto {
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(dtype), shape: None })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    set_vi_shape(&mut v, shape);
+    v
+}
+
+/// Infer shapes for the whole graph. `input_override` replaces declared input shapes (for
+/// re-specialization). Declared value_info is not trusted (it may be stale); graph inputs and
+/// initializers are the ground truth.
+pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Result<Shapes> {
+    let g = model.graph();
+    let mut s = Shapes::default();
+    for i in &g.input {
+        let shape = input_override.get(i.name()).cloned().or_else(|| vi_shape(i));
+        s.map.insert(i.name().to_string(), Info::of(vi_dtype(i), shape));
+    }
+    let inputs: std::collections::HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
+    for t in &g.initializer {
+        if inputs.contains(t.name()) {
+            continue;
+        }
+        let mut info = Info::of(t.data_type, Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()));
+        if numel(&t.dims).map(|n| n <= MAX_VALUE_ELEMS).unwrap_or(false) {
+            info.value = model.tensor_values(t).ok();
+        }
+        set_dims_value(&mut info);
+        s.map.insert(t.name().to_string(), info);
+    }
+    let order = topo_order(g)?;
+    for i in order {
+        let n = &g.node[i];
+        match infer_node(n, &s) {
+            Ok(outs) => {
+                for (name, info) in n.output.iter().zip(outs) {
+                    if !name.is_empty() {
+                        s.map.insert(name.clone(), info);
+                    }
+                }
+            }
+            Err(e) => {
+                s.unknown.push(format!("{}: {e}", describe(n)));
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn set_dims_value(info: &mut Info) {
+    if let (Some(v), Some(shape)) = (&info.value, &info.shape) {
+        if shape.len() <= 1 && !v.is_float() && v.len() <= 16 {
+            info.dims_value = Some(v.as_i64().into_iter().map(Dim::Known).collect());
+        }
+    }
+}
+
+fn with_value(dtype: Option<i32>, shape: Vec<Dim>, value: Values) -> Info {
+    let mut i = Info { dtype, shape: Some(shape), value: Some(value), dims_value: None };
+    set_dims_value(&mut i);
+    i
+}
+
+fn known(shape: &[i64]) -> Vec<Dim> {
+    shape.iter().map(|&d| Dim::Known(d)).collect()
+}
+
+/// Broadcast two shapes (numpy rules).
+pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
+    let r = a.len().max(b.len());
+    let mut out = Vec::with_capacity(r);
+    for i in 0..r {
+        let da = if i + a.len() >= r { &a[i + a.len() - r] } else { &Dim::Known(1) };
+        let db = if i + b.len() >= r { &b[i + b.len() - r] } else { &Dim::Known(1) };
+        out.push(match (da, db) {
+            (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
+            (x, y) if x == y => x.clone(),
+            (Dim::Known(_), Dim::Known(_)) => bail!("cannot broadcast {} with {}", fmt_shape(a), fmt_shape(b)),
+            (Dim::Sym(_), Dim::Known(y)) => Dim::Known(*y),
+            (Dim::Known(x), Dim::Sym(_)) => Dim::Known(*x),
+            (x, _) => x.clone(),
+        });
+    }
+    Ok(out)
+}
+
+fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
+    let r = rank as i64;
+    let a = if axis < 0 { axis + r } else { axis };
+    if a < 0 || a >= r.max(1) {
+        bail!("axis {axis} out of range for rank {rank}");
+    }
+    Ok(a as usize)
+}
+
+fn input<'a>(n: &NodeProto, s: &'a Shapes, i: usize) -> Option<&'a Info> {
+    n.input.get(i).filter(|x| !x.is_empty()).and_then(|x| s.map.get(x))
+}
+
+fn req<'a>(n: &NodeProto, s: &'a Shapes, i: usize) -> Result<&'a Info> {
+    match input(n, s, i) {
+        Some(x) => Ok(x),
+        None => bail!("input {i} (`{}`) is unknown", n.input.get(i).map(String::as_str).unwrap_or("")),
+    }
+}
+
+fn req_shape<'a>(n: &NodeProto, s: &'a Shapes, i: usize) -> Result<&'a Vec<Dim>> {
+    match &req(n, s, i)?.shape {
+        Some(x) => Ok(x),
+        None => bail!("shape of input {i} (`{}`) is unknown", n.input[i]),
+    }
+}
+
+/// Int values of input `i` (from `value` or a fully known `dims_value`).
+fn int_values(n: &NodeProto, s: &Shapes, i: usize) -> Option<Vec<i64>> {
+    let info = input(n, s, i)?;
+    if let Some(v) = &info.value {
+        return Some(v.as_i64());
+    }
+    info.dims_value.as_ref()?.iter().map(Dim::known).collect()
+}
+
+/// Possibly-symbolic int vector of input `i`.
+fn dims_values(n: &NodeProto, s: &Shapes, i: usize) -> Option<Vec<Dim>> {
+    let info = input(n, s, i)?;
+    if let Some(d) = &info.dims_value {
+        return Some(d.clone());
+    }
+    info.value.as_ref().filter(|v| !v.is_float()).map(|v| v.as_i64().into_iter().map(Dim::Known).collect())
+}
+
+fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
+    let float = vals.iter().any(|v| v.is_float());
+    if vals.iter().any(|v| v.len() != vals[0].len() && v.len() != 1) {
+        return None;
+    }
+    let n = vals.iter().map(|v| v.len()).max()?;
+    if float {
+        let f: Vec<Vec<f64>> = vals.iter().map(|v| v.as_f64()).collect();
+        let at = |k: usize, i: usize| if f[k].len() == 1 { f[k][0] } else { f[k][i] };
+        let out: Vec<f64> = (0..n)
+            .map(|i| match op {
+                "Add" => at(0, i) + at(1, i),
+                "Sub" => at(0, i) - at(1, i),
+                "Mul" => at(0, i) * at(1, i),
+                "Div" => at(0, i) / at(1, i),
+                _ => f64::NAN,
+            })
+            .collect();
+        if out.iter().any(|x| x.is_nan()) {
+            return None;
+        }
+        Some(match vals[0] {
+            Values::F64(_) => Values::F64(out),
+            _ => Values::F32(out.into_iter().map(|x| x as f32).collect()),
+        })
+    } else {
+        let iv: Vec<Vec<i64>> = vals.iter().map(|v| v.as_i64()).collect();
+        let at = |k: usize, i: usize| if iv[k].len() == 1 { iv[k][0] } else { iv[k][i] };
+        let mut out = Vec::with_capacity(n);
+        for i in 0..n {
+            let (a, b) = (at(0, i), at(1, i));
+            out.push(match op {
+                "Add" => a.checked_add(b)?,
+                "Sub" => a.checked_sub(b)?,
+                "Mul" => a.checked_mul(b)?,
+                "Div" => {
+                    if b == 0 {
+                        return None;
+                    }
+                    a.div_euclid(b) // ONNX integer Div truncates; shapes are non-negative here
+                }
+                "Equal" => (a == b) as i64,
+                _ => return None,
+            });
+        }
+        Some(match (op, vals[0]) {
+            ("Equal", _) => Values::Bool(out.into_iter().map(|x| x != 0).collect()),
+            (_, Values::I32(_)) => Values::I32(out.into_iter().map(|x| x as i32).collect()),
+            _ => Values::I64(out),
+        })
+    }
+}
+
+fn pool_out(inp: i64, k: i64, stride: i64, pad: i64, dil: i64, ceil: bool) -> i64 {
+    let eff = dil * (k - 1) + 1;
+    let num = inp + pad - eff;
+    if num < 0 {
+        return 0;
+    }
+    if ceil {
+        let o = (num + stride - 1) / stride + 1;
+        // last window must start inside the (left-padded) input
+        if (o - 1) * stride >= inp + pad / 2 { o - 1 } else { o }
+    } else {
+        num / stride + 1
+    }
+}
+
+fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
+    let sp = kernel.len();
+    if x.len() != sp + 2 {
+        bail!("expected a rank-{} input, found {}", sp + 2, fmt_shape(x));
+    }
+    let strides = attr_ints(n, "strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let dil = attr_ints(n, "dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
+    let pads = attr_ints(n, "pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]);
+    let auto = crate::graph::attr_s(n, "auto_pad").unwrap_or_default();
+    let ceil = attr_i(n, "ceil_mode").unwrap_or(0) != 0;
+    if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
+        bail!("strides/dilations/pads do not match kernel rank {sp}");
+    }
+    let mut out = x[..2].to_vec();
+    for i in 0..sp {
+        let d = match &x[i + 2] {
+            Dim::Known(v) => *v,
+            Dim::Sym(sy) => {
+                out.push(Dim::Sym(format!("{sy}'")));
+                continue;
+            }
+        };
+        if strides[i] <= 0 || dil[i] <= 0 || kernel[i] <= 0 {
+            bail!("non-positive kernel/stride/dilation");
+        }
+        let o = match auto.as_str() {
+            "SAME_UPPER" | "SAME_LOWER" => (d + strides[i] - 1) / strides[i],
+            "VALID" => (d - dil[i] * (kernel[i] - 1) - 1) / strides[i] + 1,
+            _ => pool_out(d, kernel[i], strides[i], pads[i] + pads[i + sp], dil[i], ceil),
+        };
+        if o <= 0 {
+            bail!("kernel {:?} does not fit input {}", kernel, fmt_shape(x));
+        }
+        out.push(Dim::Known(o));
+    }
+    Ok(out)
+}
+
+/// Infer the outputs of one node from what is known about its inputs.
+pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
+    if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
+        bail!("op of domain `{}` is not inferred", n.domain());
+    }
+    let op = n.op_type();
+    let dt0 = input(n, s, 0).and_then(|i| i.dtype);
+    let f32t = Some(DataType::Float as i32);
+    let i64t = Some(DataType::Int64 as i32);
+    let booll = Some(DataType::Bool as i32);
+    Ok(match op {
+        "Constant" => {
+            let Some(t) = constant_node_value(n) else { bail!("Constant without a value") };
+            let mut info = Info::of(t.data_type, Some(known(&t.dims)));
+            if numel(&t.dims).map(|x| x <= MAX_VALUE_ELEMS).unwrap_or(false) {
+                info.value = crate::tensor::values(&t).ok();
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Relu" | "Sigmoid" | "Exp" | "Clip" | "Neg" | "Sqrt" | "Softmax" | "Identity" | "Tanh" | "LeakyRelu"
+        | "HardSigmoid" | "HardSwish" | "Log" | "Abs" | "Floor" | "Ceil" | "Erf" | "Reciprocal" | "Dropout"
+        | "Not" | "Round" | "Sign" | "LogSoftmax" | "Elu" | "Selu" | "Softplus" | "Mish" | "Gelu" | "PRelu"
+        | "BatchNormalization" | "InstanceNormalization" | "LpNormalization" | "QuantizeLinear"
+        | "DequantizeLinear" => {
+            let x = req(n, s, 0)?;
+            let mut info = Info::of(dt0, x.shape.clone());
+            if op == "QuantizeLinear" {
+                info.dtype = input(n, s, 2).and_then(|z| z.dtype).or(Some(DataType::Uint8 as i32));
+            } else if op == "DequantizeLinear" {
+                info.dtype = f32t;
+            }
+            if op == "Identity" {
+                info.value = x.value.clone();
+                info.dims_value = x.dims_value.clone();
+            }
+            if op == "Neg" {
+                if let Some(v) = &x.value {
+                    info.value = match v {
+                        Values::F32(a) => Some(Values::F32(a.iter().map(|e| -e).collect())),
+                        Values::I64(a) => Some(Values::I64(a.iter().map(|e| -e).collect())),
+                        _ => None,
+                    };
+                }
+            }
+            let mut outs = vec![info];
+            if op == "Dropout" && n.output.len() > 1 {
+                outs.push(Info::of(booll, x.shape.clone()));
+            }
+            outs
+        }
+        "Cast" => {
+            let x = req(n, s, 0)?;
+            let to = attr_i(n, "to").map(|v| v as i32);
+            let mut info = Info::of(to, x.shape.clone());
+            if let Some(v) = &x.value {
+                info.value = match DataType::try_from(to.unwrap_or(0)) {
+                    Ok(DataType::Float) => Some(Values::F32(v.as_f64().into_iter().map(|e| e as f32).collect())),
+                    Ok(DataType::Double) => Some(Values::F64(v.as_f64())),
+                    Ok(DataType::Int64) => Some(Values::I64(v.as_i64())),
+                    Ok(DataType::Int32) => Some(Values::I32(v.as_i64().into_iter().map(|e| e as i32).collect())),
+                    Ok(DataType::Bool) => Some(Values::Bool(v.as_f64().into_iter().map(|e| e != 0.0).collect())),
+                    _ => None,
+                };
+            }
+            if matches!(DataType::try_from(to.unwrap_or(0)), Ok(DataType::Int64) | Ok(DataType::Int32)) {
+                info.dims_value = x.dims_value.clone();
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or" | "GreaterOrEqual"
+        | "LessOrEqual" | "Mod" | "Max" | "Min" | "Sum" | "Where" | "Xor" | "BitShift" => {
+            let mut shape = req_shape(n, s, 0)?.clone();
+            for i in 1..n.input.len() {
+                shape = broadcast(&shape, req_shape(n, s, i)?)?;
+            }
+            let dtype = match op {
+                "Equal" | "Greater" | "Less" | "And" | "Or" | "GreaterOrEqual" | "LessOrEqual" | "Xor" => booll,
+                "Where" => input(n, s, 1).and_then(|i| i.dtype),
+                _ => dt0,
+            };
+            let mut info = Info::of(dtype, Some(shape.clone()));
+            let vals: Option<Vec<&Values>> = (0..n.input.len()).map(|i| input(n, s, i).and_then(|x| x.value.as_ref())).collect();
+            if let Some(vals) = vals {
+                if op == "Where" && vals.len() == 3 {
+                    let c = vals[0].as_i64();
+                    let len = c.len().max(vals[1].len()).max(vals[2].len());
+                    let pick = |v: &Values, i: usize| -> f64 { let f = v.as_f64(); if f.len() == 1 { f[0] } else { f[i] } };
+                    if vals.iter().all(|v| v.len() == len || v.len() == 1) {
+                        let out: Vec<f64> = (0..len).map(|i| if (if c.len() == 1 { c[0] } else { c[i] }) != 0 { pick(vals[1], i) } else { pick(vals[2], i) }).collect();
+                        info.value = Some(match vals[1] {
+                            Values::F32(_) => Values::F32(out.into_iter().map(|e| e as f32).collect()),
+                            _ => Values::I64(out.into_iter().map(|e| e as i64).collect()),
+                        });
+                    }
+                } else if vals.len() == 2 {
+                    info.value = elementwise_values(op, &vals);
+                }
+                if info.value.as_ref().map(|v| Some(v.len()) != numel(&shape.iter().filter_map(Dim::known).collect::<Vec<_>>())).unwrap_or(false) {
+                    info.value = None;
+                }
+            } else if op == "Where" {
+                // symbolic: Where(cond_const, a, b) over shape vectors
+                if let (Some(c), Some(a), Some(b)) = (int_values(n, s, 0), dims_values(n, s, 1), dims_values(n, s, 2)) {
+                    if c.len() == a.len() && a.len() == b.len() {
+                        info.dims_value = Some((0..c.len()).map(|i| if c[i] != 0 { a[i].clone() } else { b[i].clone() }).collect());
+                    }
+                }
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Conv" | "ConvTranspose" => {
+            let x = req_shape(n, s, 0)?;
+            let w = req_shape(n, s, 1)?;
+            let kernel: Vec<i64> = match attr_ints(n, "kernel_shape") {
+                Some(k) => k.to_vec(),
+                None => w[2..].iter().map(|d| d.known().unwrap_or(1)).collect(),
+            };
+            if op == "ConvTranspose" {
+                bail!("ConvTranspose shape inference is not supported");
+            }
+            let mut out = spatial_out(n, x, &kernel)?;
+            out[1] = w[0].clone();
+            vec![Info::of(dt0, Some(out))]
+        }
+        "MaxPool" | "AveragePool" | "LpPool" => {
+            let x = req_shape(n, s, 0)?;
+            let kernel = crate::graph::req_ints(n, "kernel_shape")?;
+            let out = spatial_out(n, x, kernel)?;
+            let mut v = vec![Info::of(dt0, Some(out.clone()))];
+            if n.output.len() > 1 {
+                v.push(Info::of(i64t, Some(out)));
+            }
+            v
+        }
+        "GlobalAveragePool" | "GlobalMaxPool" => {
+            let x = req_shape(n, s, 0)?;
+            let mut out = x[..2.min(x.len())].to_vec();
+            out.extend(std::iter::repeat_n(Dim::Known(1), x.len().saturating_sub(2)));
+            vec![Info::of(dt0, Some(out))]
+        }
+        "Resize" | "Upsample" => {
+            let x = req_shape(n, s, 0)?;
+            let sizes = if op == "Resize" { n.input.get(3).filter(|x| !x.is_empty()).and_then(|_| dims_values(n, s, 3)) } else { None };
+            let scales_idx = if op == "Resize" { if n.input.len() == 2 { 1 } else { 2 } } else { 1 };
+            let out = if let Some(sz) = sizes {
+                if sz.len() != x.len() {
+                    bail!("sizes {} do not match input rank {}", fmt_shape(&sz), x.len());
+                }
+                sz
+            } else if let Some(sc) = input(n, s, scales_idx).and_then(|i| i.value.as_ref()).map(|v| v.as_f64()).filter(|v| !v.is_empty()) {
+                if sc.len() != x.len() {
+                    bail!("scales {:?} do not match input rank {}", sc, x.len());
+                }
+                x.iter()
+                    .zip(&sc)
+                    .map(|(d, &f)| match d {
+                        Dim::Known(v) => Dim::Known(((*v as f64) * f).floor() as i64),
+                        Dim::Sym(sy) if f == 1.0 => Dim::Sym(sy.clone()),
+                        Dim::Sym(sy) => Dim::Sym(format!("{sy}*{f}")),
+                    })
+                    .collect()
+            } else {
+                bail!("Resize needs constant scales or sizes");
+            };
+            vec![Info::of(dt0, Some(out))]
+        }
+        "Concat" => {
+            let axis = attr_i(n, "axis").unwrap_or(0);
+            let shapes: Vec<&Vec<Dim>> = (0..n.input.len()).map(|i| req_shape(n, s, i)).collect::<Result<_>>()?;
+            let r = shapes[0].len();
+            let a = norm_axis(axis, r)?;
+            let mut out = shapes[0].clone();
+            let mut total: Option<i64> = Some(0);
+            for sh in &shapes {
+                if sh.len() != r {
+                    bail!("inputs of different ranks");
+                }
+                total = match (total, sh[a].known()) {
+                    (Some(t), Some(v)) => Some(t + v),
+                    _ => None,
+                };
+                for (k, d) in sh.iter().enumerate() {
+                    if k != a && matches!(out[k], Dim::Sym(_)) && d.known().is_some() {
+                        out[k] = d.clone();
+                    }
+                }
+            }
+            out[a] = total.map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_concat", n.output[0])));
+            let mut info = Info::of(dt0, Some(out));
+            if r == 1 {
+                let parts: Option<Vec<Vec<Dim>>> = (0..n.input.len()).map(|i| dims_values(n, s, i)).collect();
+                if let Some(p) = parts {
+                    info.dims_value = Some(p.concat());
+                    if let Some(all) = info.dims_value.as_ref().unwrap().iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                        info.value = Some(Values::I64(all));
+                    }
+                } else {
+                    let vals: Option<Vec<Vec<f64>>> = (0..n.input.len()).map(|i| input(n, s, i).and_then(|x| x.value.as_ref()).map(|v| v.as_f64())).collect();
+                    if let (Some(v), Some(Values::F32(_))) = (vals, input(n, s, 0).and_then(|x| x.value.as_ref())) {
+                        info.value = Some(Values::F32(v.concat().into_iter().map(|e| e as f32).collect()));
+                    }
+                }
+            }
+            vec![info]
+        }
+        "Reshape" => {
+            let x = req(n, s, 0)?;
+            let Some(target) = dims_values(n, s, 1) else { bail!("Reshape target shape is not a constant") };
+            let allowzero = attr_i(n, "allowzero").unwrap_or(0) != 0;
+            let xs = x.shape.as_ref();
+            let mut out: Vec<Dim> = Vec::with_capacity(target.len());
+            let mut infer_at = None;
+            for (i, d) in target.iter().enumerate() {
+                match d {
+                    Dim::Known(0) if !allowzero => match xs.and_then(|s| s.get(i)) {
+                        Some(v) => out.push(v.clone()),
+                        None => bail!("Reshape copies dim {i} from an input of unknown shape"),
+                    },
+                    Dim::Known(-1) => {
+                        infer_at = Some(i);
+                        out.push(Dim::Known(-1));
+                    }
+                    other => out.push(other.clone()),
+                }
+            }
+            if let Some(k) = infer_at {
+                let total: Option<i64> = xs.and_then(|s| s.iter().map(Dim::known).product::<Option<i64>>());
+                let rest: Option<i64> = out.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, d)| d.known()).product::<Option<i64>>();
+                out[k] = match (total, rest) {
+                    (Some(t), Some(r)) if r > 0 && t % r == 0 => Dim::Known(t / r),
+                    (Some(_), Some(r)) => bail!("cannot reshape {} to {} (element count not divisible by {r})", fmt_shape(xs.unwrap()), fmt_shape(&target)),
+                    _ => {
+                        // symbolic: if the other dims match the input's except one symbol, carry it
+                        let sym = xs.and_then(|s| s.iter().find_map(|d| if let Dim::Sym(x) = d { Some(x.clone()) } else { None }));
+                        match (sym, xs) {
+                            (Some(sy), Some(sv)) => {
+                                let known_in: Option<i64> = sv.iter().filter_map(Dim::known).product::<i64>().into();
+                                let known_out: i64 = out.iter().enumerate().filter(|(i, _)| *i != k).filter_map(|(_, d)| d.known()).product();
+                                let syms_out = out.iter().enumerate().filter(|(i, d)| *i != k && matches!(d, Dim::Sym(_))).count();
+                                match known_in {
+                                    Some(ki) if syms_out == 1 && known_out > 0 && ki % known_out == 0 => Dim::Known(ki / known_out),
+                                    Some(ki) if syms_out == 0 && known_out > 0 && ki % known_out == 0 && ki / known_out == 1 => Dim::Sym(sy),
+                                    _ => Dim::Sym(format!("{}_d{k}", n.output[0])),
+                                }
+                            }
+                            _ => Dim::Sym(format!("{}_d{k}", n.output[0])),
+                        }
+                    }
+                };
+            } else if let (Some(tin), Some(tout)) = (
+                xs.and_then(|s| s.iter().map(Dim::known).product::<Option<i64>>()),
+                out.iter().map(Dim::known).product::<Option<i64>>(),
+            ) {
+                if tin != tout {
+                    bail!("cannot reshape {} ({tin} elements) to {} ({tout} elements)", fmt_shape(xs.unwrap()), fmt_shape(&out));
+                }
+            }
+            let mut info = Info::of(x.dtype, Some(out.clone()));
+            if let Some(v) = &x.value {
+                info.value = Some(v.clone());
+            }
+            if out.len() <= 1 {
+                info.dims_value = x.dims_value.clone();
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Flatten" => {
+            let x = req_shape(n, s, 0)?;
+            let a = attr_i(n, "axis").unwrap_or(1);
+            let a = if a < 0 { a + x.len() as i64 } else { a } as usize;
+            let prod = |ds: &[Dim]| -> Dim { ds.iter().map(Dim::known).product::<Option<i64>>().map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_flat", n.output[0]))) };
+            vec![Info::of(dt0, Some(vec![prod(&x[..a.min(x.len())]), prod(&x[a.min(x.len())..])]))]
+        }
+        "Transpose" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let perm: Vec<i64> = attr_ints(n, "perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..xs.len() as i64).rev().collect());
+            if perm.len() != xs.len() {
+                bail!("perm {:?} does not match rank {}", perm, xs.len());
+            }
+            let out: Vec<Dim> = perm.iter().map(|&p| xs.get(p as usize).cloned().ok_or_else(|| anyhow::anyhow!("perm {p} out of range"))).collect::<Result<_>>()?;
+            vec![Info::of(dt0, Some(out))]
+        }
+        "Shape" => {
+            let xs = req_shape(n, s, 0)?;
+            let r = xs.len() as i64;
+            let clampi = |v: i64| -> usize { (if v < 0 { v + r } else { v }).clamp(0, r) as usize };
+            let start = clampi(attr_i(n, "start").unwrap_or(0));
+            let end = clampi(attr_i(n, "end").unwrap_or(r));
+            let dims = if start < end { xs[start..end].to_vec() } else { vec![] };
+            let mut info = Info::of(i64t, Some(vec![Dim::Known(dims.len() as i64)]));
+            if let Some(all) = dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                info.value = Some(Values::I64(all));
+            }
+            info.dims_value = Some(dims);
+            vec![info]
+        }
+        "Gather" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown data shape"))?;
+            let idx = req(n, s, 1)?;
+            let is = idx.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown indices shape"))?;
+            let a = norm_axis(attr_i(n, "axis").unwrap_or(0), xs.len())?;
+            let mut out = xs[..a].to_vec();
+            out.extend(is.iter().cloned());
+            out.extend(xs[a + 1..].iter().cloned());
+            let mut info = Info::of(x.dtype, Some(out));
+            if xs.len() == 1 {
+                if let (Some(dv), Some(iv)) = (dims_values(n, s, 0), int_values(n, s, 1)) {
+                    let len = dv.len() as i64;
+                    let picked: Option<Vec<Dim>> = iv.iter().map(|&i| { let j = if i < 0 { i + len } else { i }; dv.get(j as usize).cloned() }).collect();
+                    if let Some(p) = picked {
+                        if let Some(all) = p.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                            info.value = Some(Values::I64(all));
+                        }
+                        info.dims_value = Some(p);
+                    }
+                } else if let (Some(Values::F32(fv)), Some(iv)) = (x.value.as_ref(), int_values(n, s, 1)) {
+                    let len = fv.len() as i64;
+                    info.value = iv.iter().map(|&i| { let j = if i < 0 { i + len } else { i }; fv.get(j as usize).copied() }).collect::<Option<Vec<f32>>>().map(Values::F32);
+                }
+            }
+            vec![info]
+        }
+        "Unsqueeze" | "Squeeze" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let axes: Option<Vec<i64>> = attr_ints(n, "axes").map(<[i64]>::to_vec).or_else(|| int_values(n, s, 1));
+            let out = if op == "Unsqueeze" {
+                let Some(axes) = axes else { bail!("Unsqueeze axes are not constant") };
+                let r = xs.len() + axes.len();
+                let mut ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?;
+                ax.sort_unstable();
+                let mut out = Vec::with_capacity(r);
+                let mut it = xs.iter();
+                for i in 0..r {
+                    if ax.contains(&i) {
+                        out.push(Dim::Known(1));
+                    } else {
+                        out.push(it.next().cloned().ok_or_else(|| anyhow::anyhow!("bad axes"))?);
+                    }
+                }
+                out
+            } else {
+                match axes {
+                    Some(axes) => {
+                        let ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, xs.len())).collect::<Result<_>>()?;
+                        xs.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone()).collect()
+                    }
+                    None => xs.iter().filter(|d| **d != Dim::Known(1)).cloned().collect(),
+                }
+            };
+            let mut info = Info::of(x.dtype, Some(out.clone()));
+            info.value = x.value.clone();
+            if out.len() <= 1 {
+                info.dims_value = x.dims_value.clone();
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Slice" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let (starts, ends, axes, steps) = if n.input.len() >= 3 {
+                let st = int_values(n, s, 1).ok_or_else(|| anyhow::anyhow!("Slice starts are not constant"))?;
+                let en = int_values(n, s, 2).ok_or_else(|| anyhow::anyhow!("Slice ends are not constant"))?;
+                let ax = if n.input.len() > 3 && !n.input[3].is_empty() { int_values(n, s, 3).ok_or_else(|| anyhow::anyhow!("Slice axes are not constant"))? } else { (0..st.len() as i64).collect() };
+                let sp = if n.input.len() > 4 && !n.input[4].is_empty() { int_values(n, s, 4).ok_or_else(|| anyhow::anyhow!("Slice steps are not constant"))? } else { vec![1; st.len()] };
+                (st, en, ax, sp)
+            } else {
+                let st = crate::graph::req_ints(n, "starts")?.to_vec();
+                let en = crate::graph::req_ints(n, "ends")?.to_vec();
+                let ax = attr_ints(n, "axes").map(<[i64]>::to_vec).unwrap_or_else(|| (0..st.len() as i64).collect());
+                let sp = vec![1; st.len()];
+                (st, en, ax, sp)
+            };
+            if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                bail!("starts/ends/axes/steps lengths differ");
+            }
+            let mut out = xs.clone();
+            let mut ranges: Vec<(usize, i64, i64, i64)> = Vec::new();
+            for k in 0..starts.len() {
+                let a = norm_axis(axes[k], xs.len())?;
+                let step = steps[k];
+                if step == 0 {
+                    bail!("Slice step 0");
+                }
+                match &xs[a] {
+                    Dim::Known(d) => {
+                        let d = *d;
+                        let clampv = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
+                        let (mut st, mut en) = (starts[k], ends[k]);
+                        if st < 0 { st += d; }
+                        if en < 0 { en += d; }
+                        let (st, en) = if step > 0 { (clampv(st, 0, d), clampv(en, 0, d)) } else { (clampv(st, 0, d - 1), clampv(en, -1, d - 1)) };
+                        let len = if step > 0 { ((en - st) + step - 1).max(0) / step } else { ((st - en) + (-step) - 1).max(0) / (-step) };
+                        out[a] = Dim::Known(len.max(0));
+                        ranges.push((a, st, en, step));
+                    }
+                    Dim::Sym(sy) => {
+                        if starts[k] == 0 && ends[k] >= i32::MAX as i64 && step == 1 {
+                            // full range keeps the symbol
+                        } else {
+                            out[a] = Dim::Sym(format!("{sy}_slice"));
+                        }
+                    }
+                }
+            }
+            let mut info = Info::of(x.dtype, Some(out.clone()));
+            if xs.len() == 1 && ranges.len() == 1 && ranges[0].3 > 0 {
+                let (_, st, en, step) = ranges[0];
+                if let Some(dv) = dims_values(n, s, 0) {
+                    let picked: Vec<Dim> = (st..en).step_by(step as usize).filter_map(|i| dv.get(i as usize).cloned()).collect();
+                    if let Some(all) = picked.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                        info.value = Some(Values::I64(all));
+                    }
+                    info.dims_value = Some(picked);
+                }
+            }
+            vec![info]
+        }
+        "Split" => {
+            let xs = req_shape(n, s, 0)?;
+            let a = norm_axis(attr_i(n, "axis").unwrap_or(0), xs.len())?;
+            let parts: Vec<i64> = match attr_ints(n, "split").map(<[i64]>::to_vec).or_else(|| if n.input.len() > 1 && !n.input[1].is_empty() { int_values(n, s, 1) } else { None }) {
+                Some(p) => p,
+                None => {
+                    let Some(d) = xs[a].known() else { bail!("Split of a symbolic axis") };
+                    let k = n.output.len() as i64;
+                    let each = (d + k - 1) / k;
+                    (0..k).map(|i| each.min(d - i * each).max(0)).collect()
+                }
+            };
+            if parts.len() != n.output.len() {
+                bail!("split has {} parts for {} outputs", parts.len(), n.output.len());
+            }
+            parts
+                .iter()
+                .map(|&p| {
+                    let mut o = xs.clone();
+                    o[a] = Dim::Known(p);
+                    Info::of(dt0, Some(o))
+                })
+                .collect()
+        }
+        "ConstantOfShape" => {
+            let Some(dims) = dims_values(n, s, 0) else { bail!("ConstantOfShape shape is not constant") };
+            let t = crate::graph::attr(n, "value").and_then(|a| a.t.clone());
+            let dtype = t.as_ref().map(|t| t.data_type()).unwrap_or(DataType::Float as i32);
+            let mut info = Info::of(Some(dtype), Some(dims.clone()));
+            if let (Some(all), Some(t)) = (dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>(), t.as_ref()) {
+                if let (Some(cnt), Ok(v)) = (numel(&all), crate::tensor::values(t)) {
+                    if cnt <= MAX_VALUE_ELEMS && v.len() == 1 {
+                        info.value = Some(match v {
+                            Values::F32(x) => Values::F32(vec![x[0]; cnt]),
+                            Values::I64(x) => Values::I64(vec![x[0]; cnt]),
+                            Values::I32(x) => Values::I32(vec![x[0]; cnt]),
+                            other => other,
+                        });
+                        if info.value.as_ref().map(|v| v.len() != cnt).unwrap_or(false) {
+                            info.value = None;
+                        }
+                    }
+                }
+            } else if t.is_none() {
+                if let Some(all) = dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                    if let Some(cnt) = numel(&all).filter(|&c| c <= MAX_VALUE_ELEMS) {
+                        info.value = Some(Values::F32(vec![0.0; cnt]));
+                    }
+                }
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Expand" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let Some(target) = dims_values(n, s, 1) else { bail!("Expand shape is not constant") };
+            let out = broadcast(xs, &target)?;
+            let mut info = Info::of(x.dtype, Some(out.clone()));
+            if let (Some(v), Some(all)) = (&x.value, out.iter().map(Dim::known).collect::<Option<Vec<i64>>>()) {
+                info.value = expand_values(v, &xs.iter().filter_map(Dim::known).collect::<Vec<_>>(), &all);
+            }
+            set_dims_value(&mut info);
+            vec![info]
+        }
+        "Tile" => {
+            let x = req(n, s, 0)?;
+            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let Some(rep) = int_values(n, s, 1) else { bail!("Tile repeats are not constant") };
+            if rep.len() != xs.len() {
+                bail!("repeats {:?} do not match rank {}", rep, xs.len());
+            }
+            let out = xs.iter().zip(&rep).map(|(d, &r)| match d { Dim::Known(v) => Dim::Known(v * r), Dim::Sym(sy) if r == 1 => Dim::Sym(sy.clone()), Dim::Sym(sy) => Dim::Sym(format!("{sy}*{r}")) }).collect();
+            vec![Info::of(x.dtype, Some(out))]
+        }
+        "Range" => {
+            let (Some(st), Some(lim), Some(dl)) = (input(n, s, 0).and_then(|i| i.value.clone()), input(n, s, 1).and_then(|i| i.value.clone()), input(n, s, 2).and_then(|i| i.value.clone())) else {
+                let sym = Dim::Sym(format!("{}_len", n.output[0]));
+                return Ok(vec![Info::of(dt0, Some(vec![sym]))]);
+            };
+            let (a, b, d) = (st.as_f64()[0], lim.as_f64()[0], dl.as_f64()[0]);
+            if d == 0.0 {
+                bail!("Range delta 0");
+            }
+            let cnt = ((b - a) / d).ceil().max(0.0) as usize;
+            if cnt > MAX_VALUE_ELEMS {
+                bail!("Range of {cnt} elements");
+            }
+            let vals: Vec<f64> = (0..cnt).map(|i| a + i as f64 * d).collect();
+            let value = if st.is_float() { Values::F32(vals.into_iter().map(|e| e as f32).collect()) } else { Values::I64(vals.into_iter().map(|e| e as i64).collect()) };
+            vec![with_value(dt0, vec![Dim::Known(cnt as i64)], value)]
+        }
+        "MatMul" => {
+            let a = req_shape(n, s, 0)?;
+            let b = req_shape(n, s, 1)?;
+            if a.len() < 2 || b.len() < 2 {
+                bail!("MatMul of rank < 2 inputs is not inferred");
+            }
+            let batch = broadcast(&a[..a.len() - 2], &b[..b.len() - 2])?;
+            let mut out = batch;
+            out.push(a[a.len() - 2].clone());
+            out.push(b[b.len() - 1].clone());
+            vec![Info::of(dt0, Some(out))]
+        }
+        "Gemm" => {
+            let a = req_shape(n, s, 0)?;
+            let b = req_shape(n, s, 1)?;
+            let ta = attr_i(n, "transA").unwrap_or(0) != 0;
+            let tb = attr_i(n, "transB").unwrap_or(0) != 0;
+            if a.len() != 2 || b.len() != 2 {
+                bail!("Gemm needs rank-2 inputs");
+            }
+            vec![Info::of(dt0, Some(vec![if ta { a[1].clone() } else { a[0].clone() }, if tb { b[0].clone() } else { b[1].clone() }]))]
+        }
+        "ScatterND" | "ScatterElements" => vec![Info::of(dt0, req(n, s, 0)?.shape.clone())],
+        "GatherND" => bail!("GatherND shape inference is not supported"),
+        "NonMaxSuppression" => vec![Info::of(i64t, Some(vec![Dim::Sym(format!("{}_N", n.output[0])), Dim::Known(3)]))],
+        "NonZero" => {
+            let xs = req_shape(n, s, 0)?;
+            vec![Info::of(i64t, Some(vec![Dim::Known(xs.len() as i64), Dim::Sym(format!("{}_N", n.output[0]))]))]
+        }
+        "TopK" => {
+            let xs = req_shape(n, s, 0)?;
+            let a = norm_axis(attr_i(n, "axis").unwrap_or(-1), xs.len())?;
+            let k = int_values(n, s, 1).and_then(|v| v.first().copied()).map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_k", n.output[0])));
+            let mut out = xs.clone();
+            out[a] = k;
+            vec![Info::of(dt0, Some(out.clone())), Info::of(i64t, Some(out))]
+        }
+        "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceMean" | "ReduceProd" | "ArgMax" | "ArgMin" => {
+            let xs = req_shape(n, s, 0)?;
+            let keep = attr_i(n, "keepdims").unwrap_or(1) != 0;
+            let axes: Vec<i64> = if op.starts_with("Arg") {
+                vec![attr_i(n, "axis").unwrap_or(0)]
+            } else {
+                attr_ints(n, "axes").map(<[i64]>::to_vec).or_else(|| int_values(n, s, 1)).unwrap_or_else(|| (0..xs.len() as i64).collect())
+            };
+            let ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, xs.len())).collect::<Result<_>>()?;
+            let mut out = Vec::new();
+            for (i, d) in xs.iter().enumerate() {
+                if ax.contains(&i) {
+                    if keep {
+                        out.push(Dim::Known(1));
+                    }
+                } else {
+                    out.push(d.clone());
+                }
+            }
+            vec![Info::of(if op.starts_with("Arg") { i64t } else { dt0 }, Some(out))]
+        }
+        _ => bail!("no shape rule for {op}"),
+    })
+}
+
+fn expand_values(v: &Values, in_shape: &[i64], out_shape: &[i64]) -> Option<Values> {
+    let total = numel(out_shape)?;
+    if total > MAX_VALUE_ELEMS {
+        return None;
+    }
+    let r = out_shape.len();
+    let mut ins = vec![1i64; r - in_shape.len().min(r)];
+    ins.extend_from_slice(in_shape);
+    if ins.len() != r {
+        return None;
+    }
+    let mut in_strides = vec![0i64; r];
+    let mut acc = 1i64;
+    for i in (0..r).rev() {
+        in_strides[i] = if ins[i] == 1 { 0 } else { acc };
+        acc *= ins[i];
+    }
+    let src = v.as_f64();
+    let mut out = Vec::with_capacity(total);
+    let mut idx = vec![0i64; r];
+    for _ in 0..total {
+        let off: i64 = idx.iter().zip(&in_strides).map(|(a, b)| a * b).sum();
+        out.push(*src.get(off as usize)?);
+        for k in (0..r).rev() {
+            idx[k] += 1;
+            if idx[k] < out_shape[k] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    Some(match v {
+        Values::F32(_) => Values::F32(out.into_iter().map(|e| e as f32).collect()),
+        Values::I64(_) => Values::I64(out.into_iter().map(|e| e as i64).collect()),
+        Values::I32(_) => Values::I32(out.into_iter().map(|e| e as i32).collect()),
+        _ => return None,
+    })
+}
+
+/// Infer and return the graph's output shapes as inferred (not as declared).
+pub fn output_shapes(model: &Model, shapes: &Shapes) -> Vec<(String, Option<Vec<Dim>>)> {
+    model.graph().output.iter().map(|o| (o.name().to_string(), shapes.shape(o.name()).cloned())).collect()
+}
+
+/// Declared shape of graph input `name`.
+pub fn declared_input(g: &GraphProto, name: &str) -> Option<Vec<Dim>> {
+    g.input.iter().find(|i| i.name() == name).and_then(vi_shape)
+}
+
+/// Sanity: attribute float getter used by callers that mirror shape rules.
+pub fn attr_float(n: &NodeProto, name: &str) -> Option<f32> {
+    attr_f(n, name)
+}
