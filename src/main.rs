@@ -36,6 +36,22 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Re-encode a model (a lossless round trip), optionally moving large weights into an external
+    /// data file — the way to write models over the 2 GiB protobuf limit.
+    #[command(after_help = "Examples:\n  postmerge convert model.onnx -o copy.onnx\n  postmerge convert big.onnx -o out/big.onnx --external-data big.onnx.data")]
+    Convert {
+        /// Input model
+        input: PathBuf,
+        /// Output path (written atomically; never the input unless --in-place)
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Store initializers of at least 1 KiB in this file (relative to the output's folder)
+        #[arg(long, value_name = "FILE")]
+        external_data: Option<String>,
+        /// Allow OUTPUT to be the input file itself
+        #[arg(long)]
+        in_place: bool,
+    },
     /// Semantic diff of two models: opsets, I/O, nodes, attributes, initializers (by content hash).
     #[command(after_help = "Examples:\n  postmerge diff model_640x640.onnx model_128x160.onnx\n  postmerge diff original.onnx merged.onnx --json > review.json\n\nExit code is 0 whether or not the models differ.")]
     Diff {
@@ -47,6 +63,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+}
+
+/// Refuse to overwrite the input unless asked to.
+fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: bool) -> Result<()> {
+    if !in_place && postmerge::model::same_file(input, output) {
+        anyhow::bail!("output `{}` is the input file; pass --in-place to overwrite it on purpose", output.display());
+    }
+    Ok(())
 }
 
 fn load(p: &PathBuf) -> Result<Model> {
@@ -63,6 +87,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", postmerge::inspect::render(&r));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Convert { input, output, external_data, in_place } => {
+            check_output(&input, &output, in_place)?;
+            let m = load(&input)?;
+            let opts = postmerge::model::SaveOptions { external_data, external_threshold: 1024 };
+            m.save(&output, &opts).with_context(|| format!("cannot save `{}`", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Diff { a, b, json } => {

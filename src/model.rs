@@ -124,7 +124,7 @@ impl Model {
             bail!("`{source}` is empty (0 bytes), not an ONNX model");
         }
         let proto = ModelProto::decode(bytes)
-            .map_err(|e| anyhow!("`{source}` is not a valid ONNX protobuf: {e}"))?;
+            .map_err(|e| anyhow!("`{source}` is not an ONNX model: invalid protobuf ({e})"))?;
         let ir = proto.ir_version.unwrap_or(0);
         if proto.graph.is_none() {
             bail!("`{source}` is a protobuf but not an ONNX model: it has no graph (ir_version {ir}, {} opset imports)", proto.opset_import.len());
@@ -325,6 +325,13 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write `{}`: cannot create a temporary file in `{}`", path.display(), dir.display()))?;
     tmp.write_all(data).with_context(|| format!("cannot write `{}`", path.display()))?;
     tmp.as_file().sync_all().with_context(|| format!("cannot write `{}`", path.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        // tempfile creates 0600; give the result the destination's permissions, or rw-r--r--.
+        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
+        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
+    }
     tmp.persist(path).map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error))?;
     Ok(())
 }
