@@ -1,1 +1,1575 @@
-//! (in progress)
+//! Plain-Rust reference post-process: the oracle for every graph `postmerge` appends.
+//!
+//! The pipeline mirrors what a merged model computes, step by step:
+//!
+//! 1. [`decode`]: raw head output `[B, N, 5+C]` → [`Decoded`] boxes `[B, N, 4]` (x1, y1, x2, y2 in
+//!    input pixels) and scores `[B, N, C]` = objectness × class probability.
+//! 2. [`nms`]: ONNX `NonMaxSuppression` semantics exactly as onnxruntime (and tract) implement them →
+//!    a list of [`Selection`]s `(batch, class, box_index)` in the runtime's output order.
+//! 3. [`render`]: the selections as the tensors of one output [`Layout`] (SPEC §2), or
+//!    [`detections`] for a uniform [`Detection`] list; [`detections_from_outputs`] reads a model's
+//!    layout tensors back into the same list.
+//!
+//! The official post-processing of the upstream projects differs from ONNX semantics in known
+//! ways. Those conventions are options of the same reference, so tests can reproduce the official
+//! detections (`shared/ref/*/dets.json`) and explain every difference:
+//! [`IouConvention::LegacyPlusOne`] (YOLOX `multiclass_nms`, see [`yolox_multiclass_nms`]),
+//! [`yolox_postprocess`] (YOLOX `utils/boxes.py::postprocess`) and [`gold_yolo_nms`] (YOLOv6 /
+//! Gold-YOLO `non_max_suppression`).
+//!
+//! Every function validates its inputs and returns an error instead of panicking.
+
+use std::cmp::Ordering;
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+
+use crate::npy::{Npy, NpyData};
+
+// ---------------------------------------------------------------------------------------------
+// Head description and decode
+// ---------------------------------------------------------------------------------------------
+
+/// Which raw head layout a model's output has (SPEC §1). All three are `[B, N, 5+C]` with
+/// objectness in column 4 and class probabilities (after sigmoid) in columns 5…
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HeadKind {
+    /// YOLOX official export (`decode_in_inference=False`): columns 0-1 are raw offsets in grid
+    /// units, 2-3 are log-sizes; [`decode`] adds the grid, exponentiates and scales by the stride.
+    YoloxRaw,
+    /// YOLOX exported with `--decode_in_inference`: columns 0-3 are cx, cy, w, h in input pixels.
+    YoloxDecoded,
+    /// Gold-YOLO / YOLOv6 v3: columns 0-3 are cx, cy, w, h in input pixels, column 4 is a constant
+    /// 1.0 (it is still multiplied in, as the official code does).
+    GoldYolo,
+}
+
+impl HeadKind {
+    /// A short stable name (`yolox-raw`, `yolox-decoded`, `gold-yolo`).
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::YoloxRaw => "yolox-raw",
+            HeadKind::YoloxDecoded => "yolox-decoded",
+            HeadKind::GoldYolo => "gold-yolo",
+        }
+    }
+}
+
+/// Everything [`decode`] needs to know about a head besides its output tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeadSpec {
+    /// The head layout.
+    pub kind: HeadKind,
+    /// Number of classes C (the row length is 5 + C).
+    pub num_classes: usize,
+    /// Strides of the feature levels, in anchor order (8, 16, 32, and 64 for p6 heads). Used
+    /// only by [`HeadKind::YoloxRaw`], whose grid [`decode`] generates.
+    pub strides: Vec<u32>,
+    /// Network input height in pixels.
+    pub input_h: usize,
+    /// Network input width in pixels.
+    pub input_w: usize,
+}
+
+/// One feature level of a YOLOX grid: its stride and its size in cells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GridLevel {
+    /// Stride in input pixels.
+    pub stride: u32,
+    /// Rows: `input_h / stride`.
+    pub h: usize,
+    /// Columns: `input_w / stride`.
+    pub w: usize,
+}
+
+impl HeadSpec {
+    /// A spec with the usual strides 8, 16, 32.
+    pub fn new(kind: HeadKind, num_classes: usize, input_h: usize, input_w: usize) -> HeadSpec {
+        HeadSpec { kind, num_classes, strides: vec![8, 16, 32], input_h, input_w }
+    }
+
+    /// Length of one row of the raw output: 5 + C.
+    pub fn row_len(&self) -> Result<usize> {
+        ensure!(self.num_classes >= 1, "a head needs at least one class");
+        self.num_classes.checked_add(5).ok_or_else(|| anyhow!("too many classes"))
+    }
+
+    /// The grid levels in anchor order. Errors if a stride is 0 or does not divide the input size.
+    pub fn grid_levels(&self) -> Result<Vec<GridLevel>> {
+        ensure!(!self.strides.is_empty(), "no strides given for a {} head", self.kind.name());
+        self.strides
+            .iter()
+            .map(|&stride| {
+                let s = usize::try_from(stride).map_err(|_| anyhow!("stride too large"))?;
+                ensure!(s > 0, "stride 0 is invalid");
+                ensure!(
+                    self.input_h % s == 0 && self.input_w % s == 0,
+                    "input {}x{} (HxW) is not a multiple of stride {}",
+                    self.input_h,
+                    self.input_w,
+                    s
+                );
+                Ok(GridLevel { stride, h: self.input_h / s, w: self.input_w / s })
+            })
+            .collect()
+    }
+
+    /// Number of anchors N = Σ (H/s)·(W/s) over the strides.
+    pub fn num_anchors(&self) -> Result<usize> {
+        self.grid_levels()?.iter().try_fold(0usize, |acc, l| {
+            l.h.checked_mul(l.w)
+                .and_then(|hw| acc.checked_add(hw))
+                .ok_or_else(|| anyhow!("anchor count overflows"))
+        })
+    }
+}
+
+/// Decoded head output: corner boxes and per-class scores, plus the raw score columns the
+/// official single-label conventions need.
+///
+/// All tensors are flat, C order. Functions taking a `Decoded` validate the lengths first
+/// ([`Decoded::validate`]), so a hand-built value with inconsistent fields gives an error.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// Batch size B.
+    pub batch: usize,
+    /// Boxes per image N.
+    pub num_boxes: usize,
+    /// Classes C.
+    pub num_classes: usize,
+    /// `[B, N, 4]`: x1, y1, x2, y2 in input pixels.
+    pub boxes: Vec<f32>,
+    /// `[B, N, C]`: objectness × class probability, computed in f32 as `obj * cls`.
+    pub scores: Vec<f32>,
+    /// `[B, N]`: column 4 of the raw output (1.0 when built by [`Decoded::from_boxes_scores`]).
+    pub objectness: Vec<f32>,
+    /// `[B, N, C]`: columns 5… of the raw output (a copy of `scores` when built by
+    /// [`Decoded::from_boxes_scores`]).
+    pub class_probs: Vec<f32>,
+}
+
+impl Decoded {
+    /// Wraps pre-NMS tensors taken from a merged model: `boxes` `[B, N, 4]` (x1, y1, x2, y2) and
+    /// `scores` `[B, N, C]`. Objectness is set to 1 and class probabilities to the scores.
+    pub fn from_boxes_scores(
+        batch: usize,
+        num_boxes: usize,
+        num_classes: usize,
+        boxes: Vec<f32>,
+        scores: Vec<f32>,
+    ) -> Result<Decoded> {
+        let objectness = vec![1.0; batch.checked_mul(num_boxes).ok_or_else(too_large)?];
+        let d = Decoded {
+            batch,
+            num_boxes,
+            num_classes,
+            boxes,
+            class_probs: scores.clone(),
+            scores,
+            objectness,
+        };
+        d.validate()?;
+        Ok(d)
+    }
+
+    /// Like [`Decoded::from_boxes_scores`] with scores in ONNX NonMaxSuppression order
+    /// `[B, C, N]` (as fed to the NMS node after the Transpose).
+    pub fn from_boxes_scores_bcn(
+        batch: usize,
+        num_boxes: usize,
+        num_classes: usize,
+        boxes: Vec<f32>,
+        scores_bcn: Vec<f32>,
+    ) -> Result<Decoded> {
+        let per_image = num_boxes.checked_mul(num_classes).ok_or_else(too_large)?;
+        let total = per_image.checked_mul(batch).ok_or_else(too_large)?;
+        ensure!(
+            scores_bcn.len() == total,
+            "scores [B, C, N] = [{batch}, {num_classes}, {num_boxes}] need {total} values, got {}",
+            scores_bcn.len()
+        );
+        let mut scores = vec![0.0; total];
+        if per_image > 0 {
+            for (dst, src) in scores.chunks_exact_mut(per_image).zip(scores_bcn.chunks_exact(per_image)) {
+                for (c, class_row) in src.chunks_exact(num_boxes).enumerate() {
+                    for (i, &s) in class_row.iter().enumerate() {
+                        if let Some(slot) = dst.get_mut(i * num_classes + c) {
+                            *slot = s;
+                        }
+                    }
+                }
+            }
+        }
+        Decoded::from_boxes_scores(batch, num_boxes, num_classes, boxes, scores)
+    }
+
+    /// Checks that every tensor has the length its dimensions announce.
+    pub fn validate(&self) -> Result<()> {
+        let bn = self.batch.checked_mul(self.num_boxes).ok_or_else(too_large)?;
+        let bn4 = bn.checked_mul(4).ok_or_else(too_large)?;
+        let bnc = bn.checked_mul(self.num_classes).ok_or_else(too_large)?;
+        for (name, len, want) in [
+            ("boxes", self.boxes.len(), bn4),
+            ("scores", self.scores.len(), bnc),
+            ("objectness", self.objectness.len(), bn),
+            ("class_probs", self.class_probs.len(), bnc),
+        ] {
+            ensure!(
+                len == want,
+                "decoded `{name}` has {len} values, expected {want} for B={}, N={}, C={}",
+                self.batch,
+                self.num_boxes,
+                self.num_classes
+            );
+        }
+        Ok(())
+    }
+
+    /// Box `i` of image `b` as `[x1, y1, x2, y2]`, or `None` if out of range.
+    pub fn box_at(&self, b: usize, i: usize) -> Option<[f32; 4]> {
+        if b >= self.batch || i >= self.num_boxes {
+            return None;
+        }
+        let start = (b * self.num_boxes + i) * 4;
+        let s = self.boxes.get(start..start + 4)?;
+        Some([s[0], s[1], s[2], s[3]])
+    }
+
+    /// Score of class `c` for box `i` of image `b`, or `None` if out of range.
+    pub fn score(&self, b: usize, i: usize, c: usize) -> Option<f32> {
+        self.scores_of(b, i)?.get(c).copied()
+    }
+
+    /// All C scores of box `i` of image `b`.
+    pub fn scores_of(&self, b: usize, i: usize) -> Option<&[f32]> {
+        if b >= self.batch || i >= self.num_boxes {
+            return None;
+        }
+        let start = (b * self.num_boxes + i) * self.num_classes;
+        self.scores.get(start..start + self.num_classes)
+    }
+
+    /// All C class probabilities (raw columns 5…) of box `i` of image `b`.
+    pub fn class_probs_of(&self, b: usize, i: usize) -> Option<&[f32]> {
+        if b >= self.batch || i >= self.num_boxes {
+            return None;
+        }
+        let start = (b * self.num_boxes + i) * self.num_classes;
+        self.class_probs.get(start..start + self.num_classes)
+    }
+
+    /// Objectness (raw column 4) of box `i` of image `b`.
+    pub fn objectness_at(&self, b: usize, i: usize) -> Option<f32> {
+        if b >= self.batch || i >= self.num_boxes {
+            return None;
+        }
+        self.objectness.get(b * self.num_boxes + i).copied()
+    }
+}
+
+fn too_large() -> anyhow::Error {
+    anyhow!("tensor dimensions overflow")
+}
+
+/// Decodes a raw head output `[B, N, 5+C]` (flat, C order) into corner boxes and scores.
+///
+/// For [`HeadKind::YoloxRaw`] the grid is generated per stride `s` in `spec.strides` order with
+/// `hs = H/s`, `ws = W/s`, anchors row-major (y then x), and every value is computed in f32 in
+/// exactly this order of operations, which the appended ONNX graph mirrors:
+///
+/// ```text
+/// cx = (raw0 + gx) * s        cy = (raw1 + gy) * s        // Add, then Mul
+/// w  = exp(raw2) * s          h  = exp(raw3) * s          // Exp, then Mul
+/// ```
+///
+/// For the decoded kinds, `cx, cy, w, h` are columns 0-3 as given. Then, for every kind:
+///
+/// ```text
+/// x1 = cx - w * 0.5    y1 = cy - h * 0.5    x2 = cx + w * 0.5    y2 = cy + h * 0.5
+/// score[c] = obj * cls[c]                                  // column 4 × column 5+c
+/// ```
+///
+/// (`w * 0.5` equals the official code's `w / 2` bit for bit; `exp` is Rust's `f32::exp`, which
+/// may differ from a runtime's vectorized Exp by an ulp.)
+///
+/// Errors (never panics) if `raw.len() != batch * n * (5 + C)`, or for `YoloxRaw` if a stride does
+/// not divide the input size or `n != Σ (H/s)(W/s)`.
+pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<Decoded> {
+    let row = spec.row_len()?;
+    let c = spec.num_classes;
+    let bn = batch.checked_mul(n).ok_or_else(too_large)?;
+    let expected = bn.checked_mul(row).ok_or_else(too_large)?;
+    ensure!(
+        raw.len() == expected,
+        "raw head output has {} values, expected B*N*(5+C) = {batch}*{n}*{row} = {expected}",
+        raw.len()
+    );
+    // Per-anchor (gx, gy, stride) for the raw YOLOX head.
+    let grid: Vec<[f32; 3]> = if spec.kind == HeadKind::YoloxRaw {
+        let levels = spec.grid_levels()?;
+        let total = spec.num_anchors()?;
+        ensure!(
+            total == n,
+            "N = {n} anchors in the raw output, but strides {:?} at {}x{} (HxW) give {total}",
+            spec.strides,
+            spec.input_h,
+            spec.input_w
+        );
+        let mut g = Vec::with_capacity(total);
+        for l in levels {
+            for y in 0..l.h {
+                for x in 0..l.w {
+                    g.push([x as f32, y as f32, l.stride as f32]);
+                }
+            }
+        }
+        g
+    } else {
+        Vec::new()
+    };
+
+    let mut boxes = Vec::with_capacity(bn * 4);
+    let mut scores = Vec::with_capacity(bn * c);
+    let mut objectness = Vec::with_capacity(bn);
+    let mut class_probs = Vec::with_capacity(bn * c);
+    for (k, r) in raw.chunks_exact(row).enumerate() {
+        let (head, cls) = r.split_at(5);
+        let [c0, c1, c2, c3, obj] = [head[0], head[1], head[2], head[3], head[4]];
+        let (cx, cy, w, h) = match spec.kind {
+            HeadKind::YoloxRaw => {
+                let i = if n == 0 { 0 } else { k % n };
+                let [gx, gy, s] = *grid
+                    .get(i)
+                    .ok_or_else(|| anyhow!("internal: anchor {i} outside the grid"))?;
+                ((c0 + gx) * s, (c1 + gy) * s, c2.exp() * s, c3.exp() * s)
+            }
+            HeadKind::YoloxDecoded | HeadKind::GoldYolo => (c0, c1, c2, c3),
+        };
+        boxes.extend_from_slice(&[cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5]);
+        objectness.push(obj);
+        scores.extend(cls.iter().map(|&p| obj * p));
+        class_probs.extend_from_slice(cls);
+    }
+    Ok(Decoded { batch, num_boxes: n, num_classes: c, boxes, scores, objectness, class_probs })
+}
+
+// ---------------------------------------------------------------------------------------------
+// IoU conventions
+// ---------------------------------------------------------------------------------------------
+
+/// How the IoU of two boxes is computed and compared with the threshold. In every convention a
+/// candidate is suppressed when its IoU with an already selected box is *strictly greater* than
+/// the threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IouConvention {
+    /// ONNX NonMaxSuppression as onnxruntime's CPU kernel computes it (`center_point_box = 0`):
+    /// each box's two corners are ordered per axis with min/max (so x1y1x2y2 and y1x1y2x2 inputs
+    /// give the same result — IoU is symmetric in the axes), no "+1", f32 arithmetic,
+    /// `inter / (area_candidate + area_selected - inter)`, IoU taken as 0 when the boxes do not
+    /// overlap; f32 comparison with the f32 threshold.
+    Onnx,
+    /// YOLOX `demo_utils.nms` (numpy, f32): widths, heights and areas get the legacy "+1 pixel",
+    /// `w = max(0, xx2 - xx1 + 1)`, `ovr = inter / (area_i + area_j - inter)`; a box is kept only
+    /// if `ovr <= thr` (so a NaN IoU suppresses); f32 comparison.
+    LegacyPlusOne,
+    /// `torchvision.ops.nms` (CPU kernel): no "+1", corners used as given, f32 arithmetic, but the
+    /// threshold is a Python float (f64): the f32 IoU is compared in f64 with the decimal value of
+    /// the threshold (the shortest decimal that round-trips the f32 threshold, e.g. 0.45).
+    Torchvision,
+}
+
+/// `std::max` / `std::min` as C++ defines them (the first argument wins ties and NaN cases).
+fn cpp_max(a: f32, b: f32) -> f32 {
+    if a < b {
+        b
+    } else {
+        a
+    }
+}
+fn cpp_min(a: f32, b: f32) -> f32 {
+    if b < a {
+        b
+    } else {
+        a
+    }
+}
+/// onnxruntime's `MaxMin`: orders two coordinates.
+fn ort_min_max(lhs: f32, rhs: f32) -> (f32, f32) {
+    if lhs >= rhs {
+        (rhs, lhs)
+    } else {
+        (lhs, rhs)
+    }
+}
+
+/// The decimal (f64) value of an f32 threshold as a user would have typed it (e.g. 0.45).
+fn decimal_f64(x: f32) -> f64 {
+    format!("{x}").parse::<f64>().unwrap_or(f64::from(x))
+}
+
+/// The IoU of two boxes `[x1, y1, x2, y2]` as `conv` computes it (0 when they do not overlap, for
+/// [`IouConvention::Onnx`]). Symmetric in its arguments.
+pub fn iou(conv: IouConvention, a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    match conv {
+        IouConvention::Onnx => {
+            // onnxruntime BoxInfo: index pairs (0,2) and (1,3) are the two axes.
+            let (a0, a2) = ort_min_max(a[0], a[2]);
+            let (a1, a3) = ort_min_max(a[1], a[3]);
+            let (b0, b2) = ort_min_max(b[0], b[2]);
+            let (b1, b3) = ort_min_max(b[1], b[3]);
+            let area_a = (a2 - a0) * (a3 - a1);
+            let area_b = (b2 - b0) * (b3 - b1);
+            let i1_min = cpp_max(a1, b1);
+            let i1_max = cpp_min(a3, b3);
+            if i1_max <= i1_min {
+                return 0.0;
+            }
+            let i0_min = cpp_max(a0, b0);
+            let i0_max = cpp_min(a2, b2);
+            if i0_max <= i0_min {
+                return 0.0;
+            }
+            let inter = (i1_max - i1_min) * (i0_max - i0_min);
+            if inter <= 0.0 {
+                return 0.0;
+            }
+            inter / (area_a + area_b - inter)
+        }
+        IouConvention::LegacyPlusOne => {
+            let area_a = (a[2] - a[0] + 1.0) * (a[3] - a[1] + 1.0);
+            let area_b = (b[2] - b[0] + 1.0) * (b[3] - b[1] + 1.0);
+            let xx1 = np_maximum(a[0], b[0]);
+            let yy1 = np_maximum(a[1], b[1]);
+            let xx2 = np_minimum(a[2], b[2]);
+            let yy2 = np_minimum(a[3], b[3]);
+            let w = np_maximum(0.0, xx2 - xx1 + 1.0);
+            let h = np_maximum(0.0, yy2 - yy1 + 1.0);
+            let inter = w * h;
+            inter / (area_a + area_b - inter)
+        }
+        IouConvention::Torchvision => {
+            let area_a = (a[2] - a[0]) * (a[3] - a[1]);
+            let area_b = (b[2] - b[0]) * (b[3] - b[1]);
+            let xx1 = cpp_max(a[0], b[0]);
+            let yy1 = cpp_max(a[1], b[1]);
+            let xx2 = cpp_min(a[2], b[2]);
+            let yy2 = cpp_min(a[3], b[3]);
+            let w = cpp_max(0.0, xx2 - xx1);
+            let h = cpp_max(0.0, yy2 - yy1);
+            let inter = w * h;
+            inter / (area_a + area_b - inter)
+        }
+    }
+}
+
+/// numpy `maximum` / `minimum` propagate NaN.
+fn np_maximum(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.max(b)
+    }
+}
+fn np_minimum(a: f32, b: f32) -> f32 {
+    if a.is_nan() || b.is_nan() {
+        f32::NAN
+    } else {
+        a.min(b)
+    }
+}
+
+/// Whether `conv` suppresses `candidate` given an already `selected` box (see
+/// [`IouConvention`] for the exact comparison).
+pub fn suppresses(conv: IouConvention, selected: &[f32; 4], candidate: &[f32; 4], iou_threshold: f32) -> bool {
+    let v = iou(conv, selected, candidate);
+    match conv {
+        IouConvention::Onnx => v > iou_threshold,
+        IouConvention::LegacyPlusOne => !(v <= iou_threshold),
+        IouConvention::Torchvision => f64::from(v) > decimal_f64(iou_threshold),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// NMS
+// ---------------------------------------------------------------------------------------------
+
+/// NonMaxSuppression parameters. Defaults follow PINTO's published models: score 0.25, IoU 0.40,
+/// 20 boxes per class, class-aware.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NmsParams {
+    /// A box is a candidate for a class when its score is strictly greater than this
+    /// (`>=` only with [`ScoreCmp::GreaterOrEqual`]).
+    pub score_threshold: f32,
+    /// A candidate is suppressed when its IoU with a selected box is strictly greater than this.
+    /// Must be in [0, 1] (onnxruntime refuses other values).
+    pub iou_threshold: f32,
+    /// At most this many selections per (batch, class) — per batch when `agnostic`. 0 selects
+    /// nothing, as the ONNX spec and onnxruntime say (tract reads 0 as "unlimited"; never emit 0).
+    /// Use `usize::MAX` for "no cap".
+    pub max_per_class: usize,
+    /// One NMS pass per image over all boxes instead of one per class. Each box takes its best
+    /// score over the classes and the class of that score (ArgMax: ties go to the lowest class
+    /// index); the selection reports that class.
+    pub agnostic: bool,
+}
+
+impl Default for NmsParams {
+    fn default() -> Self {
+        NmsParams { score_threshold: 0.25, iou_threshold: 0.40, max_per_class: 20, agnostic: false }
+    }
+}
+
+/// How a score is compared with the score threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ScoreCmp {
+    /// `score > threshold` (ONNX NonMaxSuppression, YOLOX `multiclass_nms`, YOLOv6).
+    Greater,
+    /// `score >= threshold` (YOLOX `utils/boxes.py::postprocess`).
+    GreaterOrEqual,
+}
+
+impl ScoreCmp {
+    fn passes(self, score: f32, threshold: f32) -> bool {
+        match self {
+            ScoreCmp::Greater => score > threshold,
+            ScoreCmp::GreaterOrEqual => score >= threshold,
+        }
+    }
+}
+
+/// The NMS convention: which IoU and which score comparison. [`NmsConvention::ONNX`] is what
+/// merged graphs compute; the others reproduce official post-processing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct NmsConvention {
+    /// IoU formula and comparison.
+    pub iou: IouConvention,
+    /// Score threshold comparison.
+    pub score_cmp: ScoreCmp,
+}
+
+impl NmsConvention {
+    /// ONNX NonMaxSuppression (onnxruntime / tract).
+    pub const ONNX: NmsConvention =
+        NmsConvention { iou: IouConvention::Onnx, score_cmp: ScoreCmp::Greater };
+    /// YOLOX `demo_utils.multiclass_nms`: legacy +1 IoU, `score > thr`.
+    pub const YOLOX_LEGACY: NmsConvention =
+        NmsConvention { iou: IouConvention::LegacyPlusOne, score_cmp: ScoreCmp::Greater };
+}
+
+/// One NMS pick: `(batch, class, box_index)`, a row of ONNX NonMaxSuppression's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Selection {
+    /// Image index in the batch.
+    pub batch: usize,
+    /// Class index.
+    pub class: usize,
+    /// Index of the box (anchor) in `0..N`.
+    pub box_index: usize,
+}
+
+/// Greedy NMS over candidates `(score, index)` listed in ascending index order. Sorts them by
+/// descending score (stable, so ties keep the lower index first, as onnxruntime's comparator and
+/// tract's stable sort do), then selects greedily up to `cap`.
+fn greedy(
+    mut candidates: Vec<(f32, usize)>,
+    box_of: impl Fn(usize) -> Result<[f32; 4]>,
+    iou_conv: IouConvention,
+    iou_threshold: f32,
+    cap: usize,
+) -> Result<Vec<usize>> {
+    candidates.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal));
+    let mut kept: Vec<(usize, [f32; 4])> = Vec::new();
+    for (_, index) in candidates {
+        if kept.len() >= cap {
+            break;
+        }
+        let candidate = box_of(index)?;
+        if !kept.iter().any(|(_, sel)| suppresses(iou_conv, sel, &candidate, iou_threshold)) {
+            kept.push((index, candidate));
+        }
+    }
+    Ok(kept.into_iter().map(|(i, _)| i).collect())
+}
+
+/// First maximum and its index (ties → lowest index, like ONNX ArgMax with
+/// `select_last_index = 0` and `torch.max`). NaN values never win.
+fn argmax(values: &[f32]) -> Option<(f32, usize)> {
+    let mut best: Option<(f32, usize)> = None;
+    for (i, &v) in values.iter().enumerate() {
+        match best {
+            None if !v.is_nan() => best = Some((v, i)),
+            Some((b, _)) if v > b => best = Some((v, i)),
+            _ => {}
+        }
+    }
+    best
+}
+
+fn check_iou_threshold(t: f32) -> Result<()> {
+    ensure!((0.0..=1.0).contains(&t), "iou_threshold must be in [0, 1], got {t}");
+    Ok(())
+}
+
+/// ONNX NonMaxSuppression semantics, exactly as onnxruntime's CPU kernel (and tract) compute them:
+/// per image, per class, the boxes whose score is strictly greater than `score_threshold`, sorted
+/// by descending score (ties: lower box index first), are selected greedily; a candidate is
+/// suppressed when its [`IouConvention::Onnx`] IoU with a selected box of the same class is
+/// strictly greater than `iou_threshold`; at most `max_per_class` per (image, class).
+///
+/// Output order is onnxruntime's: image-major, then class, then selection order. With
+/// `params.agnostic` there is one pass per image over all boxes (see [`NmsParams::agnostic`]).
+pub fn nms(decoded: &Decoded, params: &NmsParams) -> Result<Vec<Selection>> {
+    nms_with(decoded, params, &NmsConvention::ONNX)
+}
+
+/// [`nms`] with another IoU / score-threshold convention. With
+/// [`NmsConvention::YOLOX_LEGACY`], `max_per_class = usize::MAX` and `agnostic = false` this is
+/// YOLOX's `multiclass_nms_class_aware` (see [`yolox_multiclass_nms`]); with `agnostic = true` it
+/// is `multiclass_nms_class_agnostic`.
+pub fn nms_with(decoded: &Decoded, params: &NmsParams, conv: &NmsConvention) -> Result<Vec<Selection>> {
+    decoded.validate()?;
+    check_iou_threshold(params.iou_threshold)?;
+    let mut out = Vec::new();
+    if params.max_per_class == 0 {
+        return Ok(out);
+    }
+    let (n, c) = (decoded.num_boxes, decoded.num_classes);
+    for b in 0..decoded.batch {
+        let box_of = |i: usize| {
+            decoded.box_at(b, i).ok_or_else(|| anyhow!("internal: box {i} of image {b} out of range"))
+        };
+        if params.agnostic {
+            let mut best_class = vec![0usize; n];
+            let mut candidates = Vec::new();
+            for (i, slot) in best_class.iter_mut().enumerate() {
+                let scores = decoded.scores_of(b, i).ok_or_else(|| anyhow!("internal: scores"))?;
+                if let Some((s, k)) = argmax(scores) {
+                    *slot = k;
+                    if conv.score_cmp.passes(s, params.score_threshold) {
+                        candidates.push((s, i));
+                    }
+                }
+            }
+            for i in greedy(candidates, box_of, conv.iou, params.iou_threshold, params.max_per_class)? {
+                let class = best_class.get(i).copied().unwrap_or(0);
+                out.push(Selection { batch: b, class, box_index: i });
+            }
+        } else {
+            for class in 0..c {
+                let mut candidates = Vec::new();
+                for i in 0..n {
+                    let s = decoded.score(b, i, class).ok_or_else(|| anyhow!("internal: score"))?;
+                    if conv.score_cmp.passes(s, params.score_threshold) {
+                        candidates.push((s, i));
+                    }
+                }
+                for i in greedy(candidates, box_of, conv.iou, params.iou_threshold, params.max_per_class)? {
+                    out.push(Selection { batch: b, class, box_index: i });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Official conventions
+// ---------------------------------------------------------------------------------------------
+
+/// YOLOX `yolox/utils/demo_utils.py::multiclass_nms(boxes, scores, nms_thr, score_thr,
+/// class_agnostic=False)`: per class, `score > score_thr`, greedy NMS with the legacy "+1" IoU,
+/// suppress when IoU > `nms_thr`, multi-label (a box may be kept for several classes), no cap.
+/// Rows come grouped by image, then class, then descending score — the order of the official
+/// output for one image.
+pub fn yolox_multiclass_nms(decoded: &Decoded, score_thr: f32, nms_thr: f32) -> Result<Vec<Selection>> {
+    let params = NmsParams {
+        score_threshold: score_thr,
+        iou_threshold: nms_thr,
+        max_per_class: usize::MAX,
+        agnostic: false,
+    };
+    nms_with(decoded, &params, &NmsConvention::YOLOX_LEGACY)
+}
+
+/// YOLOX `yolox/utils/boxes.py::postprocess(prediction, num_classes, conf_thre, nms_thre,
+/// class_agnostic=False)` on a decoded head:
+///
+/// - one label per box: the argmax of the class probabilities (columns 5…; ties → lowest class);
+/// - candidate when `obj * max_cls >= conf_thre` (note `>=`); the score is that product;
+/// - `torchvision.ops.batched_nms` ([`IouConvention::Torchvision`], IoU > `nms_thre` suppresses):
+///   for at most 1000 candidates (`boxes.numel() <= 4000`) it runs one NMS over boxes offset by
+///   `class * (max_coordinate + 1)` in f32 (its "coordinate trick"), otherwise one NMS per class;
+/// - output sorted by descending score (stable), no cap.
+pub fn yolox_postprocess(decoded: &Decoded, conf_thre: f32, nms_thre: f32) -> Result<Vec<Selection>> {
+    decoded.validate()?;
+    check_iou_threshold(nms_thre)?;
+    let mut out = Vec::new();
+    for b in 0..decoded.batch {
+        // (score, box index, class)
+        let mut dets: Vec<(f32, usize, usize)> = Vec::new();
+        for i in 0..decoded.num_boxes {
+            let probs = decoded.class_probs_of(b, i).ok_or_else(|| anyhow!("internal: probs"))?;
+            let obj = decoded.objectness_at(b, i).ok_or_else(|| anyhow!("internal: obj"))?;
+            let Some((max_cls, class)) = argmax(probs) else { continue };
+            let score = obj * max_cls;
+            if score >= conf_thre {
+                dets.push((score, i, class));
+            }
+        }
+        out.extend(torchvision_batched_nms(decoded, b, &dets, nms_thre)?);
+    }
+    Ok(out)
+}
+
+/// `torchvision.ops.batched_nms` over `dets` = (score, box index, class) of image `b`, returning
+/// selections in its output order (descending score).
+fn torchvision_batched_nms(
+    decoded: &Decoded,
+    b: usize,
+    dets: &[(f32, usize, usize)],
+    thr: f32,
+) -> Result<Vec<Selection>> {
+    let box_of = |i: usize| decoded.box_at(b, i).ok_or_else(|| anyhow!("internal: box {i} out of range"));
+    let mut out = Vec::new();
+    if dets.len() * 4 > 4000 {
+        // _batched_nms_vanilla: per class, then all kept sorted by descending score.
+        let mut classes: Vec<usize> = dets.iter().map(|d| d.2).collect();
+        classes.sort_unstable();
+        classes.dedup();
+        let mut kept_mask = vec![false; dets.len()];
+        for class in classes {
+            let members: Vec<usize> = (0..dets.len()).filter(|&k| dets[k].2 == class).collect();
+            let cands: Vec<(f32, usize)> = members.iter().enumerate().map(|(m, &k)| (dets[k].0, m)).collect();
+            let member_box = |m: usize| {
+                let k = *members.get(m).ok_or_else(|| anyhow!("internal: member"))?;
+                box_of(dets[k].1)
+            };
+            for m in greedy(cands, member_box, IouConvention::Torchvision, thr, usize::MAX)? {
+                if let Some(&k) = members.get(m) {
+                    kept_mask[k] = true;
+                }
+            }
+        }
+        let mut kept: Vec<usize> = (0..dets.len()).filter(|&k| kept_mask[k]).collect();
+        kept.sort_by(|&x, &y| dets[y].0.partial_cmp(&dets[x].0).unwrap_or(Ordering::Equal));
+        for k in kept {
+            out.push(Selection { batch: b, class: dets[k].2, box_index: dets[k].1 });
+        }
+    } else {
+        // _batched_nms_coordinate_trick
+        let mut max_coordinate = f32::NEG_INFINITY;
+        for d in dets {
+            for v in box_of(d.1)? {
+                max_coordinate = cpp_max(max_coordinate, v);
+            }
+        }
+        let offset_box = |k: usize| -> Result<[f32; 4]> {
+            let d = dets.get(k).ok_or_else(|| anyhow!("internal: det"))?;
+            let off = d.2 as f32 * (max_coordinate + 1.0);
+            let bx = box_of(d.1)?;
+            Ok([bx[0] + off, bx[1] + off, bx[2] + off, bx[3] + off])
+        };
+        let cands: Vec<(f32, usize)> = dets.iter().enumerate().map(|(k, d)| (d.0, k)).collect();
+        for k in greedy(cands, offset_box, IouConvention::Torchvision, thr, usize::MAX)? {
+            if let Some(d) = dets.get(k) {
+                out.push(Selection { batch: b, class: d.2, box_index: d.1 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Parameters of YOLOv6 / Gold-YOLO `yolov6/utils/nms.py::non_max_suppression` (with
+/// `classes=None`, `multi_label=False`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct GoldYoloNmsParams {
+    /// `conf_thres`: candidates need objectness > it and max class probability > it, and then
+    /// score > it.
+    pub conf_thres: f32,
+    /// `iou_thres`: suppress when the torchvision IoU is > it.
+    pub iou_thres: f32,
+    /// `max_det`: detections kept per image (`tools/infer.py` passes 1000; the function's own
+    /// default is 300).
+    pub max_det: usize,
+    /// `max_nms`: at most this many boxes (highest scores) go into NMS (30000).
+    pub max_nms: usize,
+    /// `agnostic`: class-agnostic NMS (`max_wh` offset 0).
+    pub agnostic: bool,
+}
+
+impl Default for GoldYoloNmsParams {
+    /// The settings of `tools/infer.py`: 0.25, 0.45, max_det 1000, max_nms 30000, class-aware.
+    fn default() -> Self {
+        GoldYoloNmsParams { conf_thres: 0.25, iou_thres: 0.45, max_det: 1000, max_nms: 30000, agnostic: false }
+    }
+}
+
+/// YOLOv6 / Gold-YOLO official `non_max_suppression` (single label):
+///
+/// - candidates: objectness (column 4) > conf and max class probability > conf;
+/// - score = cls × obj, class = argmax of the scores (ties → lowest class), kept if score > conf;
+/// - if more than `max_nms` remain, the `max_nms` highest scores (stable descending sort);
+/// - class-aware NMS by offsetting boxes by `class * 4096` in f32 (`max_wh`), then one
+///   `torchvision.ops.nms` ([`IouConvention::Torchvision`] on the offset boxes);
+/// - the first `max_det` kept boxes, in NMS order (descending score).
+pub fn gold_yolo_nms(decoded: &Decoded, params: &GoldYoloNmsParams) -> Result<Vec<Selection>> {
+    decoded.validate()?;
+    check_iou_threshold(params.iou_thres)?;
+    ensure!((0.0..=1.0).contains(&params.conf_thres), "conf_thres must be in [0, 1]");
+    const MAX_WH: f32 = 4096.0;
+    let mut out = Vec::new();
+    for b in 0..decoded.batch {
+        let mut dets: Vec<(f32, usize, usize)> = Vec::new();
+        for i in 0..decoded.num_boxes {
+            let obj = decoded.objectness_at(b, i).ok_or_else(|| anyhow!("internal: obj"))?;
+            let probs = decoded.class_probs_of(b, i).ok_or_else(|| anyhow!("internal: probs"))?;
+            let Some((max_cls, _)) = argmax(probs) else { continue };
+            if !(obj > params.conf_thres && max_cls > params.conf_thres) {
+                continue;
+            }
+            let scores = decoded.scores_of(b, i).ok_or_else(|| anyhow!("internal: scores"))?;
+            let Some((conf, class)) = argmax(scores) else { continue };
+            if conf > params.conf_thres {
+                dets.push((conf, i, class));
+            }
+        }
+        if dets.len() > params.max_nms {
+            dets.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap_or(Ordering::Equal));
+            dets.truncate(params.max_nms);
+        }
+        let box_of = |k: usize| -> Result<[f32; 4]> {
+            let d = dets.get(k).ok_or_else(|| anyhow!("internal: det"))?;
+            let bx = decoded.box_at(b, d.1).ok_or_else(|| anyhow!("internal: box"))?;
+            let off = if params.agnostic { 0.0 } else { d.2 as f32 * MAX_WH };
+            Ok([bx[0] + off, bx[1] + off, bx[2] + off, bx[3] + off])
+        };
+        let cands: Vec<(f32, usize)> = dets.iter().enumerate().map(|(k, d)| (d.0, k)).collect();
+        let keep = greedy(cands, box_of, IouConvention::Torchvision, params.iou_thres, usize::MAX)?;
+        for k in keep.into_iter().take(params.max_det) {
+            if let Some(d) = dets.get(k) {
+                out.push(Selection { batch: b, class: d.2, box_index: d.1 });
+            }
+        }
+    }
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Detections and output layouts
+// ---------------------------------------------------------------------------------------------
+
+/// One detection in the uniform view every layout can be read into.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Detection {
+    /// Image index in the batch.
+    pub batch: usize,
+    /// Class index.
+    pub class: usize,
+    /// Score (objectness × class probability).
+    pub score: f32,
+    /// Left, in input pixels.
+    pub x1: f32,
+    /// Top, in input pixels.
+    pub y1: f32,
+    /// Right, in input pixels.
+    pub x2: f32,
+    /// Bottom, in input pixels.
+    pub y2: f32,
+}
+
+impl Detection {
+    /// The box as `[x1, y1, x2, y2]`.
+    pub fn bbox(&self) -> [f32; 4] {
+        [self.x1, self.y1, self.x2, self.y2]
+    }
+}
+
+/// The selections as detections (same order), with the box and the score of the selected class.
+pub fn detections(decoded: &Decoded, selections: &[Selection]) -> Result<Vec<Detection>> {
+    decoded.validate()?;
+    selections
+        .iter()
+        .map(|s| {
+            let bx = decoded
+                .box_at(s.batch, s.box_index)
+                .ok_or_else(|| anyhow!("selection {s:?} is out of range"))?;
+            let score = decoded
+                .score(s.batch, s.box_index, s.class)
+                .ok_or_else(|| anyhow!("selection {s:?} is out of range"))?;
+            Ok(Detection { batch: s.batch, class: s.class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] })
+        })
+        .collect()
+}
+
+/// The output layouts of a merged model (SPEC §2, `--layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Layout {
+    /// `batchno_classid_score_x1y1x2y2` f32 `[N, 7]`: batch, class, score, x1, y1, x2, y2, in NMS
+    /// selection order.
+    Pinto,
+    /// `batchno_classid_x1y1x2y2_score` f32 `[N, 7]`: batch, class, x1, y1, x2, y2, score, in NMS
+    /// selection order.
+    PintoGoldYolo,
+    /// YOLOv6 `--end2end` convention: `num_dets` i32 `[B, 1]`, `det_boxes` f32 `[B, K, 4]`,
+    /// `det_scores` f32 `[B, K]`, `det_classes` i32 `[B, K]`. Per image, detections sorted by
+    /// descending score (stable: ties keep NMS output order), truncated to K = `max_det`, padded
+    /// with zero boxes / scores and class -1.
+    Trt {
+        /// K.
+        max_det: usize,
+    },
+    /// `output0` f32 `[B, K, 6]`: x1, y1, x2, y2, score, class; same order and truncation as
+    /// [`Layout::Trt`], padded with all-zero rows.
+    Ultralytics {
+        /// K.
+        max_det: usize,
+    },
+    /// No NMS: `boxes` f32 `[B, N, 4]` (x1, y1, x2, y2) and `scores` f32 `[B, N, C]`.
+    Decoded,
+}
+
+impl Layout {
+    /// The CLI name (`pinto`, `pinto-goldyolo`, `trt`, `ultralytics`, `decoded`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Layout::Pinto => "pinto",
+            Layout::PintoGoldYolo => "pinto-goldyolo",
+            Layout::Trt { .. } => "trt",
+            Layout::Ultralytics { .. } => "ultralytics",
+            Layout::Decoded => "decoded",
+        }
+    }
+
+    /// Graph output names, in output order.
+    pub fn output_names(&self) -> &'static [&'static str] {
+        match self {
+            Layout::Pinto => &["batchno_classid_score_x1y1x2y2"],
+            Layout::PintoGoldYolo => &["batchno_classid_x1y1x2y2_score"],
+            Layout::Trt { .. } => &["num_dets", "det_boxes", "det_scores", "det_classes"],
+            Layout::Ultralytics { .. } => &["output0"],
+            Layout::Decoded => &["boxes", "scores"],
+        }
+    }
+}
+
+/// One named output tensor of a layout.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutputTensor {
+    /// Graph output name.
+    pub name: String,
+    /// Shape and data.
+    pub tensor: Npy,
+}
+
+fn tensor(name: &str, shape: Vec<usize>, data: NpyData) -> Result<OutputTensor> {
+    Ok(OutputTensor { name: name.to_string(), tensor: Npy::new(shape, data)? })
+}
+
+/// Per image, detections sorted by descending score (stable), truncated to `k`.
+fn top_k_per_image(batch: usize, dets: &[Detection], k: usize) -> Vec<Vec<Detection>> {
+    let mut per: Vec<Vec<Detection>> = vec![Vec::new(); batch];
+    for d in dets {
+        if let Some(v) = per.get_mut(d.batch) {
+            v.push(*d);
+        }
+    }
+    for v in &mut per {
+        v.sort_by(|a, b| b.score.partial_cmp(&a.score).unwrap_or(Ordering::Equal));
+        v.truncate(k);
+    }
+    per
+}
+
+fn class_i32(class: usize) -> Result<i32> {
+    i32::try_from(class).map_err(|_| anyhow!("class {class} does not fit in int32"))
+}
+
+/// Renders NMS selections as the output tensors of `layout`, exactly as the merged graph must
+/// produce them (names, dtypes, shapes, order, padding). For [`Layout::Decoded`] the selections
+/// are ignored.
+pub fn render(layout: &Layout, decoded: &Decoded, selections: &[Selection]) -> Result<Vec<OutputTensor>> {
+    decoded.validate()?;
+    let names = layout.output_names();
+    let name = |i: usize| names.get(i).copied().unwrap_or("?");
+    match *layout {
+        Layout::Decoded => Ok(vec![
+            tensor(name(0), vec![decoded.batch, decoded.num_boxes, 4], NpyData::F32(decoded.boxes.clone()))?,
+            tensor(
+                name(1),
+                vec![decoded.batch, decoded.num_boxes, decoded.num_classes],
+                NpyData::F32(decoded.scores.clone()),
+            )?,
+        ]),
+        Layout::Pinto | Layout::PintoGoldYolo => {
+            let dets = detections(decoded, selections)?;
+            let mut data = Vec::with_capacity(dets.len() * 7);
+            for d in &dets {
+                let (b, c) = (d.batch as f32, d.class as f32);
+                if *layout == Layout::Pinto {
+                    data.extend_from_slice(&[b, c, d.score, d.x1, d.y1, d.x2, d.y2]);
+                } else {
+                    data.extend_from_slice(&[b, c, d.x1, d.y1, d.x2, d.y2, d.score]);
+                }
+            }
+            Ok(vec![tensor(name(0), vec![dets.len(), 7], NpyData::F32(data))?])
+        }
+        Layout::Trt { max_det: k } => {
+            let per = top_k_per_image(decoded.batch, &detections(decoded, selections)?, k);
+            let bk = decoded.batch.checked_mul(k).ok_or_else(too_large)?;
+            let mut num = Vec::with_capacity(decoded.batch);
+            let mut boxes = vec![0.0f32; bk.checked_mul(4).ok_or_else(too_large)?];
+            let mut scores = vec![0.0f32; bk];
+            let mut classes = vec![-1i32; bk];
+            for (b, dets) in per.iter().enumerate() {
+                num.push(i32::try_from(dets.len()).map_err(|_| anyhow!("too many detections for int32"))?);
+                for (j, d) in dets.iter().enumerate() {
+                    let slot = b * k + j;
+                    if let Some(dst) = boxes.get_mut(slot * 4..slot * 4 + 4) {
+                        dst.copy_from_slice(&d.bbox());
+                    }
+                    if let Some(s) = scores.get_mut(slot) {
+                        *s = d.score;
+                    }
+                    if let Some(c) = classes.get_mut(slot) {
+                        *c = class_i32(d.class)?;
+                    }
+                }
+            }
+            Ok(vec![
+                tensor(name(0), vec![decoded.batch, 1], NpyData::I32(num))?,
+                tensor(name(1), vec![decoded.batch, k, 4], NpyData::F32(boxes))?,
+                tensor(name(2), vec![decoded.batch, k], NpyData::F32(scores))?,
+                tensor(name(3), vec![decoded.batch, k], NpyData::I32(classes))?,
+            ])
+        }
+        Layout::Ultralytics { max_det: k } => {
+            let per = top_k_per_image(decoded.batch, &detections(decoded, selections)?, k);
+            let bk = decoded.batch.checked_mul(k).ok_or_else(too_large)?;
+            let mut data = vec![0.0f32; bk.checked_mul(6).ok_or_else(too_large)?];
+            for (b, dets) in per.iter().enumerate() {
+                for (j, d) in dets.iter().enumerate() {
+                    let slot = b * k + j;
+                    if let Some(dst) = data.get_mut(slot * 6..slot * 6 + 6) {
+                        dst.copy_from_slice(&[d.x1, d.y1, d.x2, d.y2, d.score, d.class as f32]);
+                    }
+                }
+            }
+            Ok(vec![tensor(name(0), vec![decoded.batch, k, 6], NpyData::F32(data))?])
+        }
+    }
+}
+
+fn find_output<'a>(outputs: &'a [OutputTensor], name: &str) -> Result<&'a Npy> {
+    outputs
+        .iter()
+        .find(|o| o.name == name)
+        .map(|o| &o.tensor)
+        .ok_or_else(|| {
+            let have: Vec<&str> = outputs.iter().map(|o| o.name.as_str()).collect();
+            anyhow!("output `{name}` not found (have {have:?})")
+        })
+}
+
+fn f32_data<'a>(t: &'a Npy, name: &str) -> Result<&'a [f32]> {
+    t.as_f32().ok_or_else(|| anyhow!("output `{name}` is {}, expected float32", t.dtype()))
+}
+
+fn int_data(t: &Npy, name: &str) -> Result<Vec<i64>> {
+    t.to_i64().ok_or_else(|| anyhow!("output `{name}` is {}, expected an integer type", t.dtype()))
+}
+
+fn index_from_f32(v: f32, what: &str) -> Result<usize> {
+    ensure!(
+        v.is_finite() && v >= 0.0 && v.fract() == 0.0 && v < 16_777_216.0,
+        "{what} value {v} is not a valid index"
+    );
+    Ok(v as usize)
+}
+
+fn ensure_shape(t: &Npy, name: &str, rank: usize, last: &[(usize, usize)]) -> Result<()> {
+    ensure!(t.shape.len() == rank, "output `{name}` has shape {:?}, expected rank {rank}", t.shape);
+    for &(axis, dim) in last {
+        ensure!(
+            t.shape.get(axis) == Some(&dim),
+            "output `{name}` has shape {:?}, expected dim {axis} = {dim}",
+            t.shape
+        );
+    }
+    Ok(())
+}
+
+/// Reads a model's layout outputs back into detections (the inverse of [`render`]).
+///
+/// `trt` uses the first `num_dets` entries per image (int32 or int64 tensors accepted);
+/// `ultralytics` has no count, so its rows with a score > 0 are detections (padding rows are all
+/// zero and a selected score is always above a non-negative threshold); `decoded` has no
+/// detections and is an error.
+pub fn detections_from_outputs(layout: &Layout, outputs: &[OutputTensor]) -> Result<Vec<Detection>> {
+    let names = layout.output_names();
+    let name = |i: usize| names.get(i).copied().unwrap_or("?");
+    let mut out = Vec::new();
+    match *layout {
+        Layout::Decoded => bail!("the `decoded` layout has no NMS; run `nms` on its tensors"),
+        Layout::Pinto | Layout::PintoGoldYolo => {
+            let t = find_output(outputs, name(0))?;
+            ensure_shape(t, name(0), 2, &[(1, 7)])?;
+            for row in f32_data(t, name(0))?.chunks_exact(7) {
+                let (batch, class) = (index_from_f32(row[0], "batch")?, index_from_f32(row[1], "class")?);
+                let (score, bx) = if *layout == Layout::Pinto {
+                    (row[2], [row[3], row[4], row[5], row[6]])
+                } else {
+                    (row[6], [row[2], row[3], row[4], row[5]])
+                };
+                out.push(Detection { batch, class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] });
+            }
+        }
+        Layout::Trt { .. } => {
+            let num_t = find_output(outputs, name(0))?;
+            let boxes_t = find_output(outputs, name(1))?;
+            let scores_t = find_output(outputs, name(2))?;
+            let classes_t = find_output(outputs, name(3))?;
+            ensure_shape(num_t, name(0), 2, &[(1, 1)])?;
+            let b = num_t.shape.first().copied().unwrap_or(0);
+            let k = boxes_t.shape.get(1).copied().unwrap_or(0);
+            ensure_shape(boxes_t, name(1), 3, &[(0, b), (2, 4)])?;
+            ensure_shape(scores_t, name(2), 2, &[(0, b), (1, k)])?;
+            ensure_shape(classes_t, name(3), 2, &[(0, b), (1, k)])?;
+            let num = int_data(num_t, name(0))?;
+            let boxes = f32_data(boxes_t, name(1))?;
+            let scores = f32_data(scores_t, name(2))?;
+            let classes = int_data(classes_t, name(3))?;
+            for (batch, &count) in num.iter().enumerate() {
+                let count = usize::try_from(count)
+                    .ok()
+                    .filter(|&c| c <= k)
+                    .ok_or_else(|| anyhow!("num_dets[{batch}] = {count} is not in 0..={k}"))?;
+                for j in 0..count {
+                    let slot = batch * k + j;
+                    let bx = boxes.get(slot * 4..slot * 4 + 4).ok_or_else(|| anyhow!("det_boxes too short"))?;
+                    let score = *scores.get(slot).ok_or_else(|| anyhow!("det_scores too short"))?;
+                    let class = *classes.get(slot).ok_or_else(|| anyhow!("det_classes too short"))?;
+                    let class = usize::try_from(class)
+                        .map_err(|_| anyhow!("det_classes[{batch}][{j}] = {class} within num_dets"))?;
+                    out.push(Detection { batch, class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] });
+                }
+            }
+        }
+        Layout::Ultralytics { .. } => {
+            let t = find_output(outputs, name(0))?;
+            ensure_shape(t, name(0), 3, &[(2, 6)])?;
+            let k = t.shape.get(1).copied().unwrap_or(0);
+            for (r, row) in f32_data(t, name(0))?.chunks_exact(6).enumerate() {
+                if row[4] > 0.0 {
+                    let batch = if k == 0 { 0 } else { r / k };
+                    let class = index_from_f32(row[5], "class")?;
+                    out.push(Detection {
+                        batch,
+                        class,
+                        score: row[4],
+                        x1: row[0],
+                        y1: row[1],
+                        x2: row[2],
+                        y2: row[3],
+                    });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Convenience: decode, ONNX-semantics NMS and detections in one call.
+pub fn reference_detections(
+    raw: &[f32],
+    batch: usize,
+    n: usize,
+    spec: &HeadSpec,
+    params: &NmsParams,
+) -> Result<Vec<Detection>> {
+    let decoded = decode(raw, batch, n, spec).context("decoding the raw head output")?;
+    let selections = nms(&decoded, params)?;
+    detections(&decoded, &selections)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A decoded tensor for one image from (box, per-class scores) pairs.
+    fn dec(items: &[([f32; 4], &[f32])]) -> Decoded {
+        dec_batch(&[items])
+    }
+
+    fn dec_batch(images: &[&[([f32; 4], &[f32])]]) -> Decoded {
+        let n = images[0].len();
+        let c = images[0][0].1.len();
+        let mut boxes = Vec::new();
+        let mut scores = Vec::new();
+        for img in images {
+            assert_eq!(img.len(), n);
+            for (b, s) in img.iter() {
+                boxes.extend_from_slice(b);
+                scores.extend_from_slice(s);
+            }
+        }
+        Decoded::from_boxes_scores(images.len(), n, c, boxes, scores).unwrap()
+    }
+
+    fn sel(batch: usize, class: usize, box_index: usize) -> Selection {
+        Selection { batch, class, box_index }
+    }
+
+    fn params(score: f32, iou: f32, cap: usize) -> NmsParams {
+        NmsParams { score_threshold: score, iou_threshold: iou, max_per_class: cap, agnostic: false }
+    }
+
+    // Boxes 0 and 1 overlap with IoU exactly 0.5 (each 10x10, shifted by 10/3? no: by 10*1/3) —
+    // use simple integer geometry: A = [0,0,10,10], B = [0,5,10,15] → inter 50, union 150, IoU 1/3.
+    // C = [0,0,10,5] inside A → inter 50, union 100, IoU 0.5 exactly.
+    const A: [f32; 4] = [0.0, 0.0, 10.0, 10.0];
+    const B: [f32; 4] = [0.0, 5.0, 10.0, 15.0];
+    const C: [f32; 4] = [0.0, 0.0, 10.0, 5.0];
+    const FAR: [f32; 4] = [100.0, 100.0, 110.0, 110.0];
+
+    #[test]
+    fn iou_values() {
+        assert_eq!(iou(IouConvention::Onnx, &A, &B), 50.0 / 150.0);
+        assert_eq!(iou(IouConvention::Onnx, &A, &C), 0.5);
+        assert_eq!(iou(IouConvention::Onnx, &A, &FAR), 0.0);
+        // Corner order does not matter for ONNX (min/max per axis), and x/y swap does not either.
+        assert_eq!(iou(IouConvention::Onnx, &[10.0, 10.0, 0.0, 0.0], &C), 0.5);
+        assert_eq!(iou(IouConvention::Onnx, &[0.0, 0.0, 5.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 0.5);
+        // Legacy +1: A is 11x11 = 121, C is 11x6 = 66, inter 11*6 = 66 → 66 / 121.
+        assert_eq!(iou(IouConvention::LegacyPlusOne, &A, &C), 66.0 / 121.0);
+        // Touching boxes: 0 for ONNX, but the +1 convention counts a 1-pixel overlap.
+        let touch = [10.0, 0.0, 20.0, 10.0];
+        assert_eq!(iou(IouConvention::Onnx, &A, &touch), 0.0);
+        assert_eq!(iou(IouConvention::LegacyPlusOne, &A, &touch), 11.0 / (121.0 + 121.0 - 11.0));
+        assert_eq!(iou(IouConvention::Torchvision, &A, &C), 0.5);
+    }
+
+    #[test]
+    fn iou_threshold_is_strict() {
+        // IoU exactly 0.5: not suppressed at 0.5, suppressed just below.
+        assert!(!suppresses(IouConvention::Onnx, &A, &C, 0.5));
+        assert!(suppresses(IouConvention::Onnx, &A, &C, 0.4999));
+        let d = dec(&[(A, &[0.9]), (C, &[0.8])]);
+        assert_eq!(nms(&d, &params(0.1, 0.5, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 1)]);
+        assert_eq!(nms(&d, &params(0.1, 0.49, 10)).unwrap(), vec![sel(0, 0, 0)]);
+        // Torchvision compares with the decimal threshold in f64; legacy keeps IoU <= thr.
+        assert!(!suppresses(IouConvention::Torchvision, &A, &C, 0.5));
+        assert!(!suppresses(IouConvention::LegacyPlusOne, &A, &A, 1.0));
+    }
+
+    #[test]
+    fn torchvision_threshold_is_the_decimal_value() {
+        // f32(0.4) = 0.4000000059604645 > 0.4: an f32 IoU equal to f32(0.4) is > 0.4 in f64
+        // (torchvision suppresses) but not > f32(0.4) (onnxruntime keeps).
+        let t = 0.4f32;
+        assert!(f64::from(t) > 0.4);
+        // 10x10 box vs a box with the same IoU value constructed directly is awkward; check the
+        // comparison helper instead.
+        assert_eq!(decimal_f64(0.4), 0.4);
+        assert_eq!(decimal_f64(0.45), 0.45);
+        assert_eq!(decimal_f64(0.25), 0.25);
+    }
+
+    #[test]
+    fn score_threshold_is_strict() {
+        let d = dec(&[(A, &[0.25]), (FAR, &[0.2500001])]);
+        assert_eq!(nms(&d, &params(0.25, 0.5, 10)).unwrap(), vec![sel(0, 0, 1)]);
+        let ge = NmsConvention { iou: IouConvention::Onnx, score_cmp: ScoreCmp::GreaterOrEqual };
+        assert_eq!(nms_with(&d, &params(0.25, 0.5, 10), &ge).unwrap(), vec![sel(0, 0, 1), sel(0, 0, 0)]);
+    }
+
+    #[test]
+    fn ties_go_to_the_lower_box_index() {
+        // Three identical boxes with identical scores: only the lowest index survives.
+        let d = dec(&[(FAR, &[0.7]), (A, &[0.7]), (A, &[0.7]), (A, &[0.7])]);
+        assert_eq!(nms(&d, &params(0.5, 0.5, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 1)]);
+        // Equal scores, disjoint boxes: selection order is ascending index.
+        let d = dec(&[(FAR, &[0.7]), (A, &[0.7]), (B, &[0.9])]);
+        // B (0.9) first; then FAR and A tie at 0.7 → FAR (index 0) before A (index 1); A vs B IoU 1/3.
+        assert_eq!(nms(&d, &params(0.5, 0.5, 10)).unwrap(), vec![sel(0, 0, 2), sel(0, 0, 0), sel(0, 0, 1)]);
+    }
+
+    #[test]
+    fn greedy_suppression_only_by_selected_boxes() {
+        // A (0.9) suppresses C (IoU 0.5 > 0.45); C would have suppressed nothing else; B (IoU 1/3
+        // with A) survives. Classic chain: X suppressed by A cannot suppress anything.
+        let d = dec(&[(A, &[0.9]), (C, &[0.8]), (B, &[0.7])]);
+        assert_eq!(nms(&d, &params(0.1, 0.45, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 2)]);
+        // With threshold 0.3 B is suppressed by A as well.
+        assert_eq!(nms(&d, &params(0.1, 0.3, 10)).unwrap(), vec![sel(0, 0, 0)]);
+    }
+
+    #[test]
+    fn per_class_cap_and_class_order() {
+        let far2 = [200.0, 200.0, 210.0, 210.0];
+        let d = dec(&[(A, &[0.9, 0.3]), (FAR, &[0.8, 0.95]), (far2, &[0.85, 0.1])]);
+        // class 0: A, far2, FAR by score; class 1: FAR, A. Cap 2.
+        assert_eq!(
+            nms(&d, &params(0.2, 0.5, 2)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 2), sel(0, 1, 1), sel(0, 1, 0)]
+        );
+        assert_eq!(nms(&d, &params(0.2, 0.5, 1)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+        assert_eq!(nms(&d, &params(0.2, 0.5, 0)).unwrap(), vec![]);
+        // The cap counts selections, not candidates: a suppressed candidate does not use a slot.
+        let d = dec(&[(A, &[0.9]), (A, &[0.8]), (FAR, &[0.7])]);
+        assert_eq!(nms(&d, &params(0.2, 0.5, 2)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 2)]);
+    }
+
+    #[test]
+    fn multi_label_keeps_a_box_for_several_classes() {
+        let d = dec(&[(A, &[0.9, 0.8]), (C, &[0.7, 0.85])]);
+        // class 0: A then C suppressed (IoU 0.5 > 0.4); class 1: C then A suppressed.
+        assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+    }
+
+    #[test]
+    fn agnostic_uses_max_score_and_argmax_class() {
+        let d = dec(&[(A, &[0.6, 0.9]), (C, &[0.95, 0.1]), (FAR, &[0.7, 0.7])]);
+        let p = NmsParams { agnostic: true, ..params(0.5, 0.4, 10) };
+        // Max scores: A 0.9 (class 1), C 0.95 (class 0), FAR 0.7 (tie → class 0).
+        // Order C, A, FAR; A suppressed by C (IoU 0.5) regardless of class.
+        assert_eq!(nms(&d, &p).unwrap(), vec![sel(0, 0, 1), sel(0, 0, 2)]);
+        let p1 = NmsParams { max_per_class: 1, ..p };
+        assert_eq!(nms(&d, &p1).unwrap(), vec![sel(0, 0, 1)]);
+    }
+
+    #[test]
+    fn batches_are_independent_and_ordered() {
+        let img0: &[([f32; 4], &[f32])] = &[(A, &[0.9]), (C, &[0.8])];
+        let img1: &[([f32; 4], &[f32])] = &[(A, &[0.3]), (C, &[0.8])];
+        let d = dec_batch(&[img0, img1]);
+        assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 0), sel(1, 0, 1)]);
+    }
+
+    #[test]
+    fn nan_scores_are_never_selected() {
+        let d = dec(&[(A, &[f32::NAN]), (FAR, &[0.6])]);
+        assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 1)]);
+        let p = NmsParams { agnostic: true, ..params(0.5, 0.4, 10) };
+        assert_eq!(nms(&d, &p).unwrap(), vec![sel(0, 0, 1)]);
+    }
+
+    #[test]
+    fn invalid_parameters_and_shapes_are_errors() {
+        let d = dec(&[(A, &[0.9])]);
+        assert!(nms(&d, &params(0.5, 1.5, 10)).is_err());
+        assert!(nms(&d, &params(0.5, f32::NAN, 10)).is_err());
+        let mut bad = d.clone();
+        bad.scores.pop();
+        assert!(nms(&bad, &params(0.5, 0.4, 10)).unwrap_err().to_string().contains("scores"));
+        assert!(detections(&d, &[sel(0, 0, 5)]).is_err());
+        assert!(detections(&d, &[sel(1, 0, 0)]).is_err());
+        assert!(detections(&d, &[sel(0, 1, 0)]).is_err());
+    }
+
+    #[test]
+    fn legacy_plus_one_differs_from_onnx() {
+        // Two 10x10 boxes shifted by 4 px: ONNX IoU = 60/140 = 0.4286 (kept at 0.45),
+        // legacy = 77/165 = 0.4667 (suppressed at 0.45).
+        let s = [4.0, 0.0, 14.0, 10.0];
+        let d = dec(&[(A, &[0.9]), (s, &[0.8])]);
+        assert_eq!(nms(&d, &params(0.25, 0.45, 10)).unwrap().len(), 2);
+        assert_eq!(yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(), vec![sel(0, 0, 0)]);
+    }
+
+    fn spec(kind: HeadKind, c: usize, h: usize, w: usize) -> HeadSpec {
+        HeadSpec::new(kind, c, h, w)
+    }
+
+    #[test]
+    fn decode_yolox_raw_grid_order_and_formula() {
+        // 64x32 input, strides 8,16,32: levels 8x4, 4x2, 2x1 → N = 32 + 8 + 2 = 42.
+        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
+        assert_eq!(s.num_anchors().unwrap(), 42);
+        let n = 42;
+        let mut raw = vec![0.0f32; n * 7];
+        // Anchor 5 = stride 8, y = 1, x = 1 (row-major, 4 columns).
+        raw[5 * 7..5 * 7 + 7].copy_from_slice(&[0.5, 0.25, 0.0, 1.0f32.ln(), 0.5, 0.2, 0.8]);
+        // Anchor 33 = stride 16, level size 4x2: index 1 → y = 0, x = 1.
+        raw[33 * 7..33 * 7 + 7].copy_from_slice(&[0.0, 0.0, 2.0f32.ln(), 0.0, 1.0, 0.5, 0.5]);
+        // Anchor 41 = stride 32, level 2x1: index 1 → y = 1, x = 0.
+        raw[41 * 7..41 * 7 + 7].copy_from_slice(&[-1.0, 0.5, 0.0, 0.0, 0.9, 1.0, 0.0]);
+        let d = decode(&raw, 1, n, &s).unwrap();
+        // cx = (0.5 + 1) * 8 = 12, cy = (0.25 + 1) * 8 = 10, w = h = 8.
+        assert_eq!(d.box_at(0, 5).unwrap(), [8.0, 6.0, 16.0, 14.0]);
+        assert_eq!(d.scores_of(0, 5).unwrap(), &[0.1, 0.4]);
+        // cx = 16, cy = 0, w = exp(ln 2) * 16 ≈ 32, h = 16.
+        let b = d.box_at(0, 33).unwrap();
+        let w = 2.0f32.ln().exp() * 16.0;
+        assert_eq!(b, [16.0 - w * 0.5, -8.0, 16.0 + w * 0.5, 8.0]);
+        // cx = (-1 + 0) * 32 = -32, cy = (0.5 + 1) * 32 = 48, w = h = 32.
+        assert_eq!(d.box_at(0, 41).unwrap(), [-48.0, 32.0, -16.0, 64.0]);
+        assert_eq!(d.score(0, 41, 0).unwrap(), 0.9);
+        assert_eq!(d.objectness_at(0, 41).unwrap(), 0.9);
+        // Anchor 0: raw zeros → cx = cy = 0, w = h = 8.
+        assert_eq!(d.box_at(0, 0).unwrap(), [-4.0, -4.0, 4.0, 4.0]);
+    }
+
+    #[test]
+    fn decode_decoded_heads_and_batch() {
+        let s = spec(HeadKind::GoldYolo, 1, 32, 32);
+        // Two images, two boxes each.
+        let raw = vec![
+            10.0, 20.0, 4.0, 6.0, 1.0, 0.5, //
+            0.0, 0.0, 2.0, 2.0, 1.0, 0.25, //
+            5.0, 5.0, 10.0, 10.0, 1.0, 0.75, //
+            1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+        ];
+        let d = decode(&raw, 2, 2, &s).unwrap();
+        assert_eq!(d.box_at(0, 0).unwrap(), [8.0, 17.0, 12.0, 23.0]);
+        assert_eq!(d.box_at(1, 0).unwrap(), [0.0, 0.0, 10.0, 10.0]);
+        assert_eq!(d.score(1, 0, 0).unwrap(), 0.75);
+        let s = spec(HeadKind::YoloxDecoded, 1, 32, 32);
+        let d2 = decode(&raw, 2, 2, &s).unwrap();
+        assert_eq!(d2.boxes, d.boxes);
+    }
+
+    #[test]
+    fn decode_errors() {
+        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
+        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s).unwrap_err().to_string();
+        assert!(err.contains("give 42"), "{err}");
+        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s).unwrap_err().to_string();
+        assert!(err.contains("expected"), "{err}");
+        let s = spec(HeadKind::YoloxRaw, 2, 60, 32);
+        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s).unwrap_err().to_string().contains("multiple"));
+        let s = spec(HeadKind::GoldYolo, 0, 64, 32);
+        assert!(decode(&[], 1, 0, &s).is_err());
+        let s = HeadSpec { strides: vec![0], ..spec(HeadKind::YoloxRaw, 1, 8, 8) };
+        assert!(decode(&[0.0; 6], 1, 1, &s).is_err());
+        let s = spec(HeadKind::GoldYolo, 1, 8, 8);
+        assert!(decode(&[0.0; 6], usize::MAX, 2, &s).is_err());
+        // Empty batch is fine.
+        assert_eq!(decode(&[], 0, 3, &s).unwrap().boxes.len(), 0);
+    }
+
+    #[test]
+    fn scores_bcn_transpose() {
+        // B=1, N=2, C=3: scores_bcn[c][i].
+        let d = Decoded::from_boxes_scores_bcn(1, 2, 3, [A, FAR].concat(), vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
+            .unwrap();
+        assert_eq!(d.scores, vec![0.1, 0.3, 0.5, 0.2, 0.4, 0.6]);
+        assert!(Decoded::from_boxes_scores_bcn(1, 2, 3, [A, FAR].concat(), vec![0.1]).is_err());
+    }
+
+    fn two_image_case() -> (Decoded, Vec<Selection>) {
+        let img0: &[([f32; 4], &[f32])] = &[(A, &[0.5, 0.1]), (FAR, &[0.9, 0.6]), (C, &[0.1, 0.5])];
+        let img1: &[([f32; 4], &[f32])] = &[(A, &[0.1, 0.1]), (FAR, &[0.1, 0.1]), (C, &[0.1, 0.1])];
+        let d = dec_batch(&[img0, img1]);
+        let s = nms(&d, &params(0.25, 0.45, 10)).unwrap();
+        // class 0: FAR (0.9), A (0.5); class 1: FAR (0.6), C (0.5) (IoU(FAR, C) = 0).
+        assert_eq!(s, vec![sel(0, 0, 1), sel(0, 0, 0), sel(0, 1, 1), sel(0, 1, 2)]);
+        (d, s)
+    }
+
+    fn f32s(t: &OutputTensor) -> &[f32] {
+        t.tensor.as_f32().unwrap()
+    }
+
+    #[test]
+    fn layout_pinto_rows_in_selection_order() {
+        let (d, s) = two_image_case();
+        let out = render(&Layout::Pinto, &d, &s).unwrap();
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].name, "batchno_classid_score_x1y1x2y2");
+        assert_eq!(out[0].tensor.shape, vec![4, 7]);
+        assert_eq!(&f32s(&out[0])[..14], &[0.0, 0.0, 0.9, 100.0, 100.0, 110.0, 110.0, 0.0, 0.0, 0.5, 0.0, 0.0, 10.0, 10.0]);
+        let out = render(&Layout::PintoGoldYolo, &d, &s).unwrap();
+        assert_eq!(out[0].name, "batchno_classid_x1y1x2y2_score");
+        assert_eq!(&f32s(&out[0])[21..28], &[0.0, 1.0, 0.0, 0.0, 10.0, 5.0, 0.5]);
+        // Empty selection → [0, 7].
+        let out = render(&Layout::Pinto, &d, &[]).unwrap();
+        assert_eq!(out[0].tensor.shape, vec![0, 7]);
+    }
+
+    #[test]
+    fn layout_trt_sorted_truncated_padded() {
+        let (d, s) = two_image_case();
+        let out = render(&Layout::Trt { max_det: 3 }, &d, &s).unwrap();
+        let names: Vec<&str> = out.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, ["num_dets", "det_boxes", "det_scores", "det_classes"]);
+        assert_eq!(out[0].tensor, Npy::new(vec![2, 1], NpyData::I32(vec![3, 0])).unwrap());
+        // Image 0 by descending score: FAR/0 (0.9), FAR/1 (0.6), then A/0 and C/1 tie at 0.5 →
+        // NMS order keeps A/0 (class 0 came first); C/1 is cut by K = 3.
+        assert_eq!(f32s(&out[2]), &[0.9, 0.6, 0.5, 0.0, 0.0, 0.0]);
+        assert_eq!(out[3].tensor.data, NpyData::I32(vec![0, 1, 0, -1, -1, -1]));
+        assert_eq!(out[1].tensor.shape, vec![2, 3, 4]);
+        assert_eq!(&f32s(&out[1])[8..12], &A);
+        assert!(f32s(&out[1])[12..].iter().all(|&v| v == 0.0));
+        // Read back.
+        let back = detections_from_outputs(&Layout::Trt { max_det: 3 }, &out).unwrap();
+        assert_eq!(back.len(), 3);
+        assert_eq!((back[2].class, back[2].score, back[2].bbox()), (0, 0.5, A));
+    }
+
+    #[test]
+    fn layout_ultralytics_and_decoded() {
+        let (d, s) = two_image_case();
+        let out = render(&Layout::Ultralytics { max_det: 5 }, &d, &s).unwrap();
+        assert_eq!(out[0].name, "output0");
+        assert_eq!(out[0].tensor.shape, vec![2, 5, 6]);
+        let v = f32s(&out[0]);
+        assert_eq!(&v[..6], &[100.0, 100.0, 110.0, 110.0, 0.9, 0.0]);
+        assert_eq!(&v[18..24], &[0.0, 0.0, 10.0, 5.0, 0.5, 1.0]);
+        assert!(v[24..].iter().all(|&x| x == 0.0));
+        let back = detections_from_outputs(&Layout::Ultralytics { max_det: 5 }, &out).unwrap();
+        assert_eq!(back.len(), 4);
+        let out = render(&Layout::Decoded, &d, &s).unwrap();
+        assert_eq!(out[0].tensor.shape, vec![2, 3, 4]);
+        assert_eq!(out[1].tensor.shape, vec![2, 3, 2]);
+        assert!(detections_from_outputs(&Layout::Decoded, &out).is_err());
+    }
+
+    #[test]
+    fn layouts_read_back_to_the_same_detections() {
+        let (d, s) = two_image_case();
+        let dets = detections(&d, &s).unwrap();
+        for layout in [Layout::Pinto, Layout::PintoGoldYolo] {
+            let back = detections_from_outputs(&layout, &render(&layout, &d, &s).unwrap()).unwrap();
+            assert_eq!(back, dets);
+        }
+        // Wrong names / shapes / dtypes are errors.
+        let out = render(&Layout::Pinto, &d, &s).unwrap();
+        assert!(detections_from_outputs(&Layout::PintoGoldYolo, &out).is_err());
+        let mut bad = out.clone();
+        bad[0].tensor = Npy::new(vec![4, 7], NpyData::I64(vec![0; 28])).unwrap();
+        assert!(detections_from_outputs(&Layout::Pinto, &bad).is_err());
+        let mut bad = out;
+        bad[0].tensor = Npy::new(vec![1, 7], NpyData::F32(vec![-1.0; 7])).unwrap();
+        assert!(detections_from_outputs(&Layout::Pinto, &bad).is_err());
+    }
+
+    #[test]
+    fn gold_yolo_official_is_single_label_with_cap() {
+        // Box 0 scores 0.9 (class 0) and 0.8 (class 1): single label keeps only class 0.
+        let d = dec(&[(A, &[0.9, 0.8]), (FAR, &[0.3, 0.6]), (C, &[0.2, 0.1])]);
+        let p = GoldYoloNmsParams::default();
+        assert_eq!(gold_yolo_nms(&d, &p).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+        // ONNX multi-label also keeps (1, box 0).
+        assert_eq!(nms(&d, &params(0.25, 0.45, 100)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1), sel(0, 1, 0)]);
+        let p1 = GoldYoloNmsParams { max_det: 1, ..p };
+        assert_eq!(gold_yolo_nms(&d, &p1).unwrap(), vec![sel(0, 0, 0)]);
+        // Objectness must pass too.
+        let mut d2 = d.clone();
+        d2.objectness[0] = 0.2;
+        d2.scores[0] = 0.9 * 0.2;
+        d2.scores[1] = 0.8 * 0.2;
+        assert_eq!(gold_yolo_nms(&d2, &p).unwrap(), vec![sel(0, 1, 1)]);
+    }
+
+    #[test]
+    fn yolox_postprocess_is_single_label_ge_sorted() {
+        // Box 1 score exactly 0.25 passes (>=); output sorted by score across classes.
+        let d = dec(&[(A, &[0.3, 0.9]), (FAR, &[0.25, 0.1]), (C, &[0.5, 0.2])]);
+        assert_eq!(yolox_postprocess(&d, 0.25, 0.45).unwrap(), vec![sel(0, 1, 0), sel(0, 0, 2), sel(0, 0, 1)]);
+        // multiclass_nms keeps box 0 for class 0 too (0.3 > 0.25) — but C (0.5) suppresses
+        // it there only under +1 IoU; ONNX IoU(A, C) = 0.5 > 0.45 as well.
+        assert_eq!(
+            yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(),
+            vec![sel(0, 0, 2), sel(0, 1, 0)]
+        );
+    }
+}
