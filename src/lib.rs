@@ -14,3 +14,7 @@ pub mod shape;
 pub mod tensor;
 pub mod inspect;
 pub mod resdep;
+pub mod builder;
+pub mod passes;
+pub mod run;
+pub mod check;

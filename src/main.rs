@@ -36,6 +36,72 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Append decode + score threshold + NonMaxSuppression so the model outputs final detections.
+    #[command(after_help = "Examples:\n  postmerge merge yolox_nano.onnx -o yolox_nano_post.onnx\n  postmerge merge gold_yolo_n.onnx -o e2e.onnx --layout trt --max-det 100\n  postmerge merge model.onnx -o m.onnx --thresholds inputs --score 0.3 --iou 0.5\n\nDefaults follow PINTO's published models: --max-per-class 20 --iou 0.40 --score 0.25.\nLayouts: pinto (YOLOX default) batchno_classid_score_x1y1x2y2 [N,7]; pinto-goldyolo (Gold-YOLO\ndefault) batchno_classid_x1y1x2y2_score [N,7]; trt num_dets/det_boxes/det_scores/det_classes;\nultralytics output0 [B,K,6]; decoded boxes [B,N,4] + scores [B,N,C] (no NMS).")]
+    Merge {
+        /// Exported model (YOLOX raw or decoded head, Gold-YOLO / YOLOv6)
+        input: PathBuf,
+        /// Output path (written atomically)
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Score threshold (NMS keeps scores strictly above it)
+        #[arg(long, default_value_t = 0.25)]
+        score: f32,
+        /// IoU threshold (NMS suppresses overlaps strictly above it)
+        #[arg(long, default_value_t = 0.40)]
+        iou: f32,
+        /// Detections kept per class and image
+        #[arg(long, default_value_t = 20)]
+        max_per_class: i64,
+        /// K of the fixed-size layouts (trt, ultralytics)
+        #[arg(long, default_value_t = 100)]
+        max_det: usize,
+        /// Output layout (default: pinto for YOLOX, pinto-goldyolo for Gold-YOLO)
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+        /// One NMS pass over all classes (best class per box) instead of per class
+        #[arg(long)]
+        agnostic: bool,
+        /// Store NMS parameters as constants or as graph inputs with defaults
+        #[arg(long, value_enum, default_value_t = ThresholdsArg::Const)]
+        thresholds: ThresholdsArg,
+        /// Opset of the result (default: the model's, raised to 11 if below 10)
+        #[arg(long)]
+        opset: Option<i64>,
+        /// Override the recognized family
+        #[arg(long, value_enum)]
+        family: Option<FamilyArg>,
+        /// Print what was done as JSON
+        #[arg(long)]
+        json: bool,
+        /// Allow OUTPUT to be the input file itself
+        #[arg(long)]
+        in_place: bool,
+    },
+    /// Retune the NMS parameters of an already merged model (ours, PINTO's, YOLOv6 --end2end --ort).
+    #[command(after_help = "Examples:\n  postmerge set merged.onnx -o retuned.onnx --score 0.3 --iou 0.5 --max-per-class 50\n  postmerge set merged.onnx -o merged.onnx --in-place --score 0.35")]
+    Set {
+        /// Merged model
+        input: PathBuf,
+        /// Output path (written atomically)
+        #[arg(short, long)]
+        output: PathBuf,
+        /// New score threshold
+        #[arg(long)]
+        score: Option<f32>,
+        /// New IoU threshold
+        #[arg(long)]
+        iou: Option<f32>,
+        /// New max detections per class
+        #[arg(long)]
+        max_per_class: Option<i64>,
+        /// Print the changes as JSON
+        #[arg(long)]
+        json: bool,
+        /// Allow OUTPUT to be the input file itself
+        #[arg(long)]
+        in_place: bool,
+    },
     /// Re-encode a model (a lossless round trip), optionally moving large weights into an external
     /// data file — the way to write models over the 2 GiB protobuf limit.
     #[command(after_help = "Examples:\n  postmerge convert model.onnx -o copy.onnx\n  postmerge convert big.onnx -o out/big.onnx --external-data big.onnx.data")]
@@ -73,6 +139,28 @@ fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: boo
     Ok(())
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LayoutArg {
+    Pinto,
+    PintoGoldyolo,
+    Trt,
+    Ultralytics,
+    Decoded,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ThresholdsArg {
+    Const,
+    Inputs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum FamilyArg {
+    YoloxRaw,
+    YoloxDecoded,
+    GoldYolo,
+}
+
 fn load(p: &PathBuf) -> Result<Model> {
     Model::load(p)
 }
@@ -86,6 +174,61 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", postmerge::inspect::render(&r));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place } => {
+            use postmerge::postprocess::Layout;
+            check_output(&input, &output, in_place)?;
+            let mut m = load(&input)?;
+            let opts = postmerge::passes::merge::MergeOptions {
+                score_threshold: score,
+                iou_threshold: iou,
+                max_per_class,
+                max_det,
+                layout: layout.map(|l| match l {
+                    LayoutArg::Pinto => Layout::Pinto,
+                    LayoutArg::PintoGoldyolo => Layout::PintoGoldYolo,
+                    LayoutArg::Trt => Layout::Trt { max_det },
+                    LayoutArg::Ultralytics => Layout::Ultralytics { max_det },
+                    LayoutArg::Decoded => Layout::Decoded,
+                }),
+                agnostic,
+                thresholds: match thresholds {
+                    ThresholdsArg::Const => postmerge::passes::merge::Thresholds::Const,
+                    ThresholdsArg::Inputs => postmerge::passes::merge::Thresholds::Inputs,
+                },
+                opset,
+                family: family.map(|f| match f {
+                    FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
+                    FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
+                    FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
+                }),
+            };
+            let rep = postmerge::passes::merge::merge(&mut m, &opts).with_context(|| format!("cannot merge `{}`", input.display()))?;
+            m.save(&output, &Default::default()).with_context(|| format!("cannot save `{}`", output.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rep)?);
+            } else {
+                for n in &rep.notes {
+                    eprintln!("note: {n}");
+                }
+                eprintln!("merged {:?} head: layout {}, opset {}, {} nodes appended -> {} ({})", rep.family, rep.layout, rep.opset, rep.appended_nodes, output.display(), rep.outputs.join(", "));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Set { input, output, score, iou, max_per_class, json, in_place } => {
+            check_output(&input, &output, in_place)?;
+            let mut m = load(&input)?;
+            let opts = postmerge::passes::set::SetOptions { score_threshold: score, iou_threshold: iou, max_per_class };
+            let changes = postmerge::passes::set::set(&mut m, &opts).with_context(|| format!("cannot retune `{}`", input.display()))?;
+            m.save(&output, &Default::default()).with_context(|| format!("cannot save `{}`", output.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&changes)?);
+            } else {
+                for c in &changes {
+                    println!("{}: {} `{}` {} -> {} ({})", c.node, c.parameter, c.tensor, c.old, c.new, c.how);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -95,9 +95,7 @@ impl DType {
             "i4" => DType::I32,
             "u1" => DType::U8,
             "b1" => DType::Bool,
-            _ => bail!(
-                "unsupported dtype `{descr}` (supported: <f4, <f8, <i8, <i4, |u1, |b1)"
-            ),
+            _ => bail!("unsupported dtype `{descr}` (supported: <f4, <f8, <i8, <i4, |u1, |b1)"),
         };
         match order {
             "<" => Ok(dtype),
@@ -223,10 +221,18 @@ impl Npy {
         let mut out = header_bytes(self.dtype(), &self.shape)?;
         out.reserve(payload_len);
         match &self.data {
-            NpyData::F32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            NpyData::F64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            NpyData::I64(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            NpyData::I32(v) => v.iter().for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::F32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::F64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I64(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            NpyData::I32(v) => v
+                .iter()
+                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
             NpyData::U8(v) => out.extend_from_slice(v),
             NpyData::Bool(v) => out.extend(v.iter().map(|&b| u8::from(b))),
         }
@@ -278,7 +284,10 @@ pub fn read_npy(bytes: &[u8]) -> Result<Npy> {
     let header = if major == 3 {
         std::str::from_utf8(header).map_err(|_| anyhow!(".npy header is not valid UTF-8"))?
     } else {
-        ensure!(header.is_ascii(), ".npy header is not ASCII (version {major}.{minor})");
+        ensure!(
+            header.is_ascii(),
+            ".npy header is not ASCII (version {major}.{minor})"
+        );
         std::str::from_utf8(header).map_err(|_| anyhow!(".npy header is not ASCII"))?
     };
     let header = parse_header(header).context("malformed .npy header")?;
@@ -307,7 +316,10 @@ pub fn read_npy(bytes: &[u8]) -> Result<Npy> {
         dtype
     );
     let data = decode_payload(dtype, payload);
-    Ok(Npy { shape: header.shape, data })
+    Ok(Npy {
+        shape: header.shape,
+        data,
+    })
 }
 
 /// Reads a `.npy` file from disk; errors name the file.
@@ -368,7 +380,10 @@ fn header_bytes(dtype: DType, shape: &[usize]) -> Result<Vec<u8>> {
         [d] => format!("({d},)"),
         dims => format!(
             "({})",
-            dims.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            dims.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut dict = format!(
@@ -421,7 +436,10 @@ enum Value {
 
 /// Parses the header dictionary, e.g. `{'descr': '<f4', 'fortran_order': False, 'shape': (1, 2), }`.
 fn parse_header(text: &str) -> Result<Header> {
-    let mut p = Parser { s: text.as_bytes(), i: 0 };
+    let mut p = Parser {
+        s: text.as_bytes(),
+        i: 0,
+    };
     p.skip_ws();
     p.expect(b'{')?;
     let (mut descr, mut fortran, mut shape) = (None, None, None);
@@ -497,7 +515,11 @@ impl Parser<'_> {
                 self.i,
                 char::from(x).escape_default()
             ),
-            None => bail!("expected `{}` at byte {}, found end of header", char::from(c), self.i),
+            None => bail!(
+                "expected `{}` at byte {}, found end of header",
+                char::from(c),
+                self.i
+            ),
         }
     }
 
@@ -605,10 +627,17 @@ mod tests {
     #[test]
     fn roundtrip_f32_and_i64() {
         let bytes = write_npy_f32(&[2, 3], &[1.0, -2.5, 3.0, 0.0, f32::MAX, 1e-30]).unwrap();
-        assert_eq!(bytes.len() % 64, (2 * 3 * 4) % 64, "header padded to 64 bytes");
+        assert_eq!(
+            bytes.len() % 64,
+            24,
+            "header padded to 64 bytes, then 24 data bytes"
+        );
         let npy = read_npy(&bytes).unwrap();
         assert_eq!(npy.shape, vec![2, 3]);
-        assert_eq!(npy.data, NpyData::F32(vec![1.0, -2.5, 3.0, 0.0, f32::MAX, 1e-30]));
+        assert_eq!(
+            npy.data,
+            NpyData::F32(vec![1.0, -2.5, 3.0, 0.0, f32::MAX, 1e-30])
+        );
 
         let bytes = write_npy_i64(&[3], &[-1, 0, i64::MAX]).unwrap();
         let npy = read_npy(&bytes).unwrap();
@@ -640,13 +669,19 @@ mod tests {
 
     #[test]
     fn reads_versions_2_and_3_and_header_variants() {
-        let mut v2 = raw_header(2, "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n");
+        let mut v2 = raw_header(
+            2,
+            "{'descr': '<i4', 'fortran_order': False, 'shape': (2,), }\n",
+        );
         v2.extend_from_slice(&5i32.to_le_bytes());
         v2.extend_from_slice(&(-6i32).to_le_bytes());
         let npy = read_npy(&v2).unwrap();
         assert_eq!(npy.data, NpyData::I32(vec![5, -6]));
 
-        let mut v3 = raw_header(3, "{\"shape\":(1,1),\"fortran_order\":False,\"descr\":\"|b1\"}");
+        let mut v3 = raw_header(
+            3,
+            "{\"shape\":(1,1),\"fortran_order\":False,\"descr\":\"|b1\"}",
+        );
         v3.push(3);
         let npy = read_npy(&v3).unwrap();
         assert_eq!(npy.shape, vec![1, 1]);
@@ -662,7 +697,9 @@ mod tests {
         assert_eq!(data.len(), 8400 * 85);
         assert!(data.iter().all(|x| x.is_finite()));
         // Columns 4.. are sigmoid outputs.
-        assert!(data.chunks_exact(85).all(|row| row[4..].iter().all(|&p| (0.0..=1.0).contains(&p))));
+        assert!(data
+            .chunks_exact(85)
+            .all(|row| row[4..].iter().all(|&p| (0.0..=1.0).contains(&p))));
     }
 
     #[test]
@@ -676,7 +713,10 @@ mod tests {
     #[test]
     fn file_errors_name_the_file() {
         let err = read_npy_file("/nonexistent/dir/x.npy").unwrap_err();
-        assert!(format!("{err:#}").contains("/nonexistent/dir/x.npy"), "{err:#}");
+        assert!(
+            format!("{err:#}").contains("/nonexistent/dir/x.npy"),
+            "{err:#}"
+        );
     }
 
     fn err_of(bytes: &[u8]) -> String {
@@ -691,18 +731,34 @@ mod tests {
         assert!(err_of(b"\x93NUMPY\x01\x00\x10").contains("truncated .npy header length"));
         assert!(err_of(b"\x93NUMPY\x01\x00\x10\x00{'descr'").contains("truncated .npy header"));
 
-        let fortran = raw_header(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }");
+        let fortran = raw_header(
+            1,
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }",
+        );
         assert!(err_of(&[fortran, vec![0; 4]].concat()).contains("Fortran"));
 
-        let be = raw_header(1, "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }");
+        let be = raw_header(
+            1,
+            "{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }",
+        );
         assert!(err_of(&[be, vec![0; 4]].concat()).contains("big-endian"));
 
-        let f16 = raw_header(1, "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }");
+        let f16 = raw_header(
+            1,
+            "{'descr': '<f2', 'fortran_order': False, 'shape': (1,), }",
+        );
         assert!(err_of(&[f16, vec![0; 2]].concat()).contains("unsupported dtype `<f2`"));
 
-        let ok = raw_header(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }");
+        let ok = raw_header(
+            1,
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }",
+        );
         let truncated = [ok.clone(), vec![0; 23]].concat();
-        assert!(err_of(&truncated).contains("truncated .npy data"), "{}", err_of(&truncated));
+        assert!(
+            err_of(&truncated).contains("truncated .npy data"),
+            "{}",
+            err_of(&truncated)
+        );
         let trailing = [ok, vec![0; 25]].concat();
         assert!(err_of(&trailing).contains("trailing"));
 
@@ -710,7 +766,11 @@ mod tests {
             1,
             "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999), }",
         );
-        assert!(err_of(&huge).contains("too many elements"), "{}", err_of(&huge));
+        assert!(
+            err_of(&huge).contains("too many elements"),
+            "{}",
+            err_of(&huge)
+        );
 
         let overflow = raw_header(
             1,
@@ -730,7 +790,11 @@ mod tests {
             "",
         ] {
             let bytes = [raw_header(1, bad), vec![0; 4]].concat();
-            assert!(err_of(&bytes).contains("malformed .npy header"), "{bad}: {}", err_of(&bytes));
+            assert!(
+                err_of(&bytes).contains("malformed .npy header"),
+                "{bad}: {}",
+                err_of(&bytes)
+            );
         }
     }
 
@@ -759,7 +823,7 @@ mod tests {
             let mut bytes: Vec<u8> = (0..len)
                 .map(|i| (state.rotate_left(i as u32 % 64) & 0xff) as u8)
                 .collect();
-            if state % 3 == 0 && bytes.len() >= 8 {
+            if state.is_multiple_of(3) && bytes.len() >= 8 {
                 bytes[..6].copy_from_slice(MAGIC);
                 bytes[6] = (state % 4) as u8;
             }

@@ -84,31 +84,47 @@ pub struct GridLevel {
 impl HeadSpec {
     /// A spec with the usual strides 8, 16, 32.
     pub fn new(kind: HeadKind, num_classes: usize, input_h: usize, input_w: usize) -> HeadSpec {
-        HeadSpec { kind, num_classes, strides: vec![8, 16, 32], input_h, input_w }
+        HeadSpec {
+            kind,
+            num_classes,
+            strides: vec![8, 16, 32],
+            input_h,
+            input_w,
+        }
     }
 
     /// Length of one row of the raw output: 5 + C.
     pub fn row_len(&self) -> Result<usize> {
         ensure!(self.num_classes >= 1, "a head needs at least one class");
-        self.num_classes.checked_add(5).ok_or_else(|| anyhow!("too many classes"))
+        self.num_classes
+            .checked_add(5)
+            .ok_or_else(|| anyhow!("too many classes"))
     }
 
     /// The grid levels in anchor order. Errors if a stride is 0 or does not divide the input size.
     pub fn grid_levels(&self) -> Result<Vec<GridLevel>> {
-        ensure!(!self.strides.is_empty(), "no strides given for a {} head", self.kind.name());
+        ensure!(
+            !self.strides.is_empty(),
+            "no strides given for a {} head",
+            self.kind.name()
+        );
         self.strides
             .iter()
             .map(|&stride| {
                 let s = usize::try_from(stride).map_err(|_| anyhow!("stride too large"))?;
                 ensure!(s > 0, "stride 0 is invalid");
                 ensure!(
-                    self.input_h % s == 0 && self.input_w % s == 0,
+                    self.input_h.is_multiple_of(s) && self.input_w.is_multiple_of(s),
                     "input {}x{} (HxW) is not a multiple of stride {}",
                     self.input_h,
                     self.input_w,
                     s
                 );
-                Ok(GridLevel { stride, h: self.input_h / s, w: self.input_w / s })
+                Ok(GridLevel {
+                    stride,
+                    h: self.input_h / s,
+                    w: self.input_w / s,
+                })
             })
             .collect()
     }
@@ -189,7 +205,10 @@ impl Decoded {
         );
         let mut scores = vec![0.0; total];
         if per_image > 0 {
-            for (dst, src) in scores.chunks_exact_mut(per_image).zip(scores_bcn.chunks_exact(per_image)) {
+            for (dst, src) in scores
+                .chunks_exact_mut(per_image)
+                .zip(scores_bcn.chunks_exact(per_image))
+            {
                 for (c, class_row) in src.chunks_exact(num_boxes).enumerate() {
                     for (i, &s) in class_row.iter().enumerate() {
                         if let Some(slot) = dst.get_mut(i * num_classes + c) {
@@ -204,7 +223,10 @@ impl Decoded {
 
     /// Checks that every tensor has the length its dimensions announce.
     pub fn validate(&self) -> Result<()> {
-        let bn = self.batch.checked_mul(self.num_boxes).ok_or_else(too_large)?;
+        let bn = self
+            .batch
+            .checked_mul(self.num_boxes)
+            .ok_or_else(too_large)?;
         let bn4 = bn.checked_mul(4).ok_or_else(too_large)?;
         let bnc = bn.checked_mul(self.num_classes).ok_or_else(too_large)?;
         for (name, len, want) in [
@@ -224,13 +246,20 @@ impl Decoded {
         Ok(())
     }
 
+    /// Flat offset of element 0 of box `i` of image `b` in a `[B, N, width]` tensor (checked).
+    fn flat(&self, b: usize, i: usize, width: usize) -> Option<usize> {
+        b.checked_mul(self.num_boxes)?
+            .checked_add(i)?
+            .checked_mul(width)
+    }
+
     /// Box `i` of image `b` as `[x1, y1, x2, y2]`, or `None` if out of range.
     pub fn box_at(&self, b: usize, i: usize) -> Option<[f32; 4]> {
         if b >= self.batch || i >= self.num_boxes {
             return None;
         }
-        let start = (b * self.num_boxes + i) * 4;
-        let s = self.boxes.get(start..start + 4)?;
+        let start = self.flat(b, i, 4)?;
+        let s = self.boxes.get(start..start.checked_add(4)?)?;
         Some([s[0], s[1], s[2], s[3]])
     }
 
@@ -244,8 +273,8 @@ impl Decoded {
         if b >= self.batch || i >= self.num_boxes {
             return None;
         }
-        let start = (b * self.num_boxes + i) * self.num_classes;
-        self.scores.get(start..start + self.num_classes)
+        let start = self.flat(b, i, self.num_classes)?;
+        self.scores.get(start..start.checked_add(self.num_classes)?)
     }
 
     /// All C class probabilities (raw columns 5…) of box `i` of image `b`.
@@ -253,8 +282,9 @@ impl Decoded {
         if b >= self.batch || i >= self.num_boxes {
             return None;
         }
-        let start = (b * self.num_boxes + i) * self.num_classes;
-        self.class_probs.get(start..start + self.num_classes)
+        let start = self.flat(b, i, self.num_classes)?;
+        self.class_probs
+            .get(start..start.checked_add(self.num_classes)?)
     }
 
     /// Objectness (raw column 4) of box `i` of image `b`.
@@ -262,7 +292,7 @@ impl Decoded {
         if b >= self.batch || i >= self.num_boxes {
             return None;
         }
-        self.objectness.get(b * self.num_boxes + i).copied()
+        self.objectness.get(self.flat(b, i, 1)?).copied()
     }
 }
 
@@ -349,7 +379,15 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
         scores.extend(cls.iter().map(|&p| obj * p));
         class_probs.extend_from_slice(cls);
     }
-    Ok(Decoded { batch, num_boxes: n, num_classes: c, boxes, scores, objectness, class_probs })
+    Ok(Decoded {
+        batch,
+        num_boxes: n,
+        num_classes: c,
+        boxes,
+        scores,
+        objectness,
+        class_probs,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -479,11 +517,20 @@ fn np_minimum(a: f32, b: f32) -> f32 {
 
 /// Whether `conv` suppresses `candidate` given an already `selected` box (see
 /// [`IouConvention`] for the exact comparison).
-pub fn suppresses(conv: IouConvention, selected: &[f32; 4], candidate: &[f32; 4], iou_threshold: f32) -> bool {
+pub fn suppresses(
+    conv: IouConvention,
+    selected: &[f32; 4],
+    candidate: &[f32; 4],
+    iou_threshold: f32,
+) -> bool {
     let v = iou(conv, selected, candidate);
     match conv {
         IouConvention::Onnx => v > iou_threshold,
-        IouConvention::LegacyPlusOne => !(v <= iou_threshold),
+        // numpy keeps `ovr <= thr`; anything else (including NaN) is suppressed.
+        IouConvention::LegacyPlusOne => !matches!(
+            v.partial_cmp(&iou_threshold),
+            Some(Ordering::Less | Ordering::Equal)
+        ),
         IouConvention::Torchvision => f64::from(v) > decimal_f64(iou_threshold),
     }
 }
@@ -514,7 +561,12 @@ pub struct NmsParams {
 
 impl Default for NmsParams {
     fn default() -> Self {
-        NmsParams { score_threshold: 0.25, iou_threshold: 0.40, max_per_class: 20, agnostic: false }
+        NmsParams {
+            score_threshold: 0.25,
+            iou_threshold: 0.40,
+            max_per_class: 20,
+            agnostic: false,
+        }
     }
 }
 
@@ -548,11 +600,15 @@ pub struct NmsConvention {
 
 impl NmsConvention {
     /// ONNX NonMaxSuppression (onnxruntime / tract).
-    pub const ONNX: NmsConvention =
-        NmsConvention { iou: IouConvention::Onnx, score_cmp: ScoreCmp::Greater };
+    pub const ONNX: NmsConvention = NmsConvention {
+        iou: IouConvention::Onnx,
+        score_cmp: ScoreCmp::Greater,
+    };
     /// YOLOX `demo_utils.multiclass_nms`: legacy +1 IoU, `score > thr`.
-    pub const YOLOX_LEGACY: NmsConvention =
-        NmsConvention { iou: IouConvention::LegacyPlusOne, score_cmp: ScoreCmp::Greater };
+    pub const YOLOX_LEGACY: NmsConvention = NmsConvention {
+        iou: IouConvention::LegacyPlusOne,
+        score_cmp: ScoreCmp::Greater,
+    };
 }
 
 /// One NMS pick: `(batch, class, box_index)`, a row of ONNX NonMaxSuppression's output.
@@ -583,7 +639,10 @@ fn greedy(
             break;
         }
         let candidate = box_of(index)?;
-        if !kept.iter().any(|(_, sel)| suppresses(iou_conv, sel, &candidate, iou_threshold)) {
+        if !kept
+            .iter()
+            .any(|(_, sel)| suppresses(iou_conv, sel, &candidate, iou_threshold))
+        {
             kept.push((index, candidate));
         }
     }
@@ -605,7 +664,10 @@ fn argmax(values: &[f32]) -> Option<(f32, usize)> {
 }
 
 fn check_iou_threshold(t: f32) -> Result<()> {
-    ensure!((0.0..=1.0).contains(&t), "iou_threshold must be in [0, 1], got {t}");
+    ensure!(
+        (0.0..=1.0).contains(&t),
+        "iou_threshold must be in [0, 1], got {t}"
+    );
     Ok(())
 }
 
@@ -625,7 +687,11 @@ pub fn nms(decoded: &Decoded, params: &NmsParams) -> Result<Vec<Selection>> {
 /// [`NmsConvention::YOLOX_LEGACY`], `max_per_class = usize::MAX` and `agnostic = false` this is
 /// YOLOX's `multiclass_nms_class_aware` (see [`yolox_multiclass_nms`]); with `agnostic = true` it
 /// is `multiclass_nms_class_agnostic`.
-pub fn nms_with(decoded: &Decoded, params: &NmsParams, conv: &NmsConvention) -> Result<Vec<Selection>> {
+pub fn nms_with(
+    decoded: &Decoded,
+    params: &NmsParams,
+    conv: &NmsConvention,
+) -> Result<Vec<Selection>> {
     decoded.validate()?;
     check_iou_threshold(params.iou_threshold)?;
     let mut out = Vec::new();
@@ -635,13 +701,17 @@ pub fn nms_with(decoded: &Decoded, params: &NmsParams, conv: &NmsConvention) -> 
     let (n, c) = (decoded.num_boxes, decoded.num_classes);
     for b in 0..decoded.batch {
         let box_of = |i: usize| {
-            decoded.box_at(b, i).ok_or_else(|| anyhow!("internal: box {i} of image {b} out of range"))
+            decoded
+                .box_at(b, i)
+                .ok_or_else(|| anyhow!("internal: box {i} of image {b} out of range"))
         };
         if params.agnostic {
             let mut best_class = vec![0usize; n];
             let mut candidates = Vec::new();
             for (i, slot) in best_class.iter_mut().enumerate() {
-                let scores = decoded.scores_of(b, i).ok_or_else(|| anyhow!("internal: scores"))?;
+                let scores = decoded
+                    .scores_of(b, i)
+                    .ok_or_else(|| anyhow!("internal: scores"))?;
                 if let Some((s, k)) = argmax(scores) {
                     *slot = k;
                     if conv.score_cmp.passes(s, params.score_threshold) {
@@ -649,21 +719,43 @@ pub fn nms_with(decoded: &Decoded, params: &NmsParams, conv: &NmsConvention) -> 
                     }
                 }
             }
-            for i in greedy(candidates, box_of, conv.iou, params.iou_threshold, params.max_per_class)? {
+            for i in greedy(
+                candidates,
+                box_of,
+                conv.iou,
+                params.iou_threshold,
+                params.max_per_class,
+            )? {
                 let class = best_class.get(i).copied().unwrap_or(0);
-                out.push(Selection { batch: b, class, box_index: i });
+                out.push(Selection {
+                    batch: b,
+                    class,
+                    box_index: i,
+                });
             }
         } else {
             for class in 0..c {
                 let mut candidates = Vec::new();
                 for i in 0..n {
-                    let s = decoded.score(b, i, class).ok_or_else(|| anyhow!("internal: score"))?;
+                    let s = decoded
+                        .score(b, i, class)
+                        .ok_or_else(|| anyhow!("internal: score"))?;
                     if conv.score_cmp.passes(s, params.score_threshold) {
                         candidates.push((s, i));
                     }
                 }
-                for i in greedy(candidates, box_of, conv.iou, params.iou_threshold, params.max_per_class)? {
-                    out.push(Selection { batch: b, class, box_index: i });
+                for i in greedy(
+                    candidates,
+                    box_of,
+                    conv.iou,
+                    params.iou_threshold,
+                    params.max_per_class,
+                )? {
+                    out.push(Selection {
+                        batch: b,
+                        class,
+                        box_index: i,
+                    });
                 }
             }
         }
@@ -680,7 +772,11 @@ pub fn nms_with(decoded: &Decoded, params: &NmsParams, conv: &NmsConvention) -> 
 /// suppress when IoU > `nms_thr`, multi-label (a box may be kept for several classes), no cap.
 /// Rows come grouped by image, then class, then descending score — the order of the official
 /// output for one image.
-pub fn yolox_multiclass_nms(decoded: &Decoded, score_thr: f32, nms_thr: f32) -> Result<Vec<Selection>> {
+pub fn yolox_multiclass_nms(
+    decoded: &Decoded,
+    score_thr: f32,
+    nms_thr: f32,
+) -> Result<Vec<Selection>> {
     let params = NmsParams {
         score_threshold: score_thr,
         iou_threshold: nms_thr,
@@ -699,7 +795,11 @@ pub fn yolox_multiclass_nms(decoded: &Decoded, score_thr: f32, nms_thr: f32) -> 
 ///   for at most 1000 candidates (`boxes.numel() <= 4000`) it runs one NMS over boxes offset by
 ///   `class * (max_coordinate + 1)` in f32 (its "coordinate trick"), otherwise one NMS per class;
 /// - output sorted by descending score (stable), no cap.
-pub fn yolox_postprocess(decoded: &Decoded, conf_thre: f32, nms_thre: f32) -> Result<Vec<Selection>> {
+pub fn yolox_postprocess(
+    decoded: &Decoded,
+    conf_thre: f32,
+    nms_thre: f32,
+) -> Result<Vec<Selection>> {
     decoded.validate()?;
     check_iou_threshold(nms_thre)?;
     let mut out = Vec::new();
@@ -707,9 +807,15 @@ pub fn yolox_postprocess(decoded: &Decoded, conf_thre: f32, nms_thre: f32) -> Re
         // (score, box index, class)
         let mut dets: Vec<(f32, usize, usize)> = Vec::new();
         for i in 0..decoded.num_boxes {
-            let probs = decoded.class_probs_of(b, i).ok_or_else(|| anyhow!("internal: probs"))?;
-            let obj = decoded.objectness_at(b, i).ok_or_else(|| anyhow!("internal: obj"))?;
-            let Some((max_cls, class)) = argmax(probs) else { continue };
+            let probs = decoded
+                .class_probs_of(b, i)
+                .ok_or_else(|| anyhow!("internal: probs"))?;
+            let obj = decoded
+                .objectness_at(b, i)
+                .ok_or_else(|| anyhow!("internal: obj"))?;
+            let Some((max_cls, class)) = argmax(probs) else {
+                continue;
+            };
             let score = obj * max_cls;
             if score >= conf_thre {
                 dets.push((score, i, class));
@@ -728,9 +834,13 @@ fn torchvision_batched_nms(
     dets: &[(f32, usize, usize)],
     thr: f32,
 ) -> Result<Vec<Selection>> {
-    let box_of = |i: usize| decoded.box_at(b, i).ok_or_else(|| anyhow!("internal: box {i} out of range"));
+    let box_of = |i: usize| {
+        decoded
+            .box_at(b, i)
+            .ok_or_else(|| anyhow!("internal: box {i} out of range"))
+    };
     let mut out = Vec::new();
-    if dets.len() * 4 > 4000 {
+    if dets.len().saturating_mul(4) > 4000 {
         // _batched_nms_vanilla: per class, then all kept sorted by descending score.
         let mut classes: Vec<usize> = dets.iter().map(|d| d.2).collect();
         classes.sort_unstable();
@@ -738,12 +848,22 @@ fn torchvision_batched_nms(
         let mut kept_mask = vec![false; dets.len()];
         for class in classes {
             let members: Vec<usize> = (0..dets.len()).filter(|&k| dets[k].2 == class).collect();
-            let cands: Vec<(f32, usize)> = members.iter().enumerate().map(|(m, &k)| (dets[k].0, m)).collect();
+            let cands: Vec<(f32, usize)> = members
+                .iter()
+                .enumerate()
+                .map(|(m, &k)| (dets[k].0, m))
+                .collect();
             let member_box = |m: usize| {
                 let k = *members.get(m).ok_or_else(|| anyhow!("internal: member"))?;
                 box_of(dets[k].1)
             };
-            for m in greedy(cands, member_box, IouConvention::Torchvision, thr, usize::MAX)? {
+            for m in greedy(
+                cands,
+                member_box,
+                IouConvention::Torchvision,
+                thr,
+                usize::MAX,
+            )? {
                 if let Some(&k) = members.get(m) {
                     kept_mask[k] = true;
                 }
@@ -752,7 +872,11 @@ fn torchvision_batched_nms(
         let mut kept: Vec<usize> = (0..dets.len()).filter(|&k| kept_mask[k]).collect();
         kept.sort_by(|&x, &y| dets[y].0.partial_cmp(&dets[x].0).unwrap_or(Ordering::Equal));
         for k in kept {
-            out.push(Selection { batch: b, class: dets[k].2, box_index: dets[k].1 });
+            out.push(Selection {
+                batch: b,
+                class: dets[k].2,
+                box_index: dets[k].1,
+            });
         }
     } else {
         // _batched_nms_coordinate_trick
@@ -769,9 +893,19 @@ fn torchvision_batched_nms(
             Ok([bx[0] + off, bx[1] + off, bx[2] + off, bx[3] + off])
         };
         let cands: Vec<(f32, usize)> = dets.iter().enumerate().map(|(k, d)| (d.0, k)).collect();
-        for k in greedy(cands, offset_box, IouConvention::Torchvision, thr, usize::MAX)? {
+        for k in greedy(
+            cands,
+            offset_box,
+            IouConvention::Torchvision,
+            thr,
+            usize::MAX,
+        )? {
             if let Some(d) = dets.get(k) {
-                out.push(Selection { batch: b, class: d.2, box_index: d.1 });
+                out.push(Selection {
+                    batch: b,
+                    class: d.2,
+                    box_index: d.1,
+                });
             }
         }
     }
@@ -799,7 +933,13 @@ pub struct GoldYoloNmsParams {
 impl Default for GoldYoloNmsParams {
     /// The settings of `tools/infer.py`: 0.25, 0.45, max_det 1000, max_nms 30000, class-aware.
     fn default() -> Self {
-        GoldYoloNmsParams { conf_thres: 0.25, iou_thres: 0.45, max_det: 1000, max_nms: 30000, agnostic: false }
+        GoldYoloNmsParams {
+            conf_thres: 0.25,
+            iou_thres: 0.45,
+            max_det: 1000,
+            max_nms: 30000,
+            agnostic: false,
+        }
     }
 }
 
@@ -814,20 +954,33 @@ impl Default for GoldYoloNmsParams {
 pub fn gold_yolo_nms(decoded: &Decoded, params: &GoldYoloNmsParams) -> Result<Vec<Selection>> {
     decoded.validate()?;
     check_iou_threshold(params.iou_thres)?;
-    ensure!((0.0..=1.0).contains(&params.conf_thres), "conf_thres must be in [0, 1]");
+    ensure!(
+        (0.0..=1.0).contains(&params.conf_thres),
+        "conf_thres must be in [0, 1]"
+    );
     const MAX_WH: f32 = 4096.0;
     let mut out = Vec::new();
     for b in 0..decoded.batch {
         let mut dets: Vec<(f32, usize, usize)> = Vec::new();
         for i in 0..decoded.num_boxes {
-            let obj = decoded.objectness_at(b, i).ok_or_else(|| anyhow!("internal: obj"))?;
-            let probs = decoded.class_probs_of(b, i).ok_or_else(|| anyhow!("internal: probs"))?;
-            let Some((max_cls, _)) = argmax(probs) else { continue };
+            let obj = decoded
+                .objectness_at(b, i)
+                .ok_or_else(|| anyhow!("internal: obj"))?;
+            let probs = decoded
+                .class_probs_of(b, i)
+                .ok_or_else(|| anyhow!("internal: probs"))?;
+            let Some((max_cls, _)) = argmax(probs) else {
+                continue;
+            };
             if !(obj > params.conf_thres && max_cls > params.conf_thres) {
                 continue;
             }
-            let scores = decoded.scores_of(b, i).ok_or_else(|| anyhow!("internal: scores"))?;
-            let Some((conf, class)) = argmax(scores) else { continue };
+            let scores = decoded
+                .scores_of(b, i)
+                .ok_or_else(|| anyhow!("internal: scores"))?;
+            let Some((conf, class)) = argmax(scores) else {
+                continue;
+            };
             if conf > params.conf_thres {
                 dets.push((conf, i, class));
             }
@@ -838,15 +991,31 @@ pub fn gold_yolo_nms(decoded: &Decoded, params: &GoldYoloNmsParams) -> Result<Ve
         }
         let box_of = |k: usize| -> Result<[f32; 4]> {
             let d = dets.get(k).ok_or_else(|| anyhow!("internal: det"))?;
-            let bx = decoded.box_at(b, d.1).ok_or_else(|| anyhow!("internal: box"))?;
-            let off = if params.agnostic { 0.0 } else { d.2 as f32 * MAX_WH };
+            let bx = decoded
+                .box_at(b, d.1)
+                .ok_or_else(|| anyhow!("internal: box"))?;
+            let off = if params.agnostic {
+                0.0
+            } else {
+                d.2 as f32 * MAX_WH
+            };
             Ok([bx[0] + off, bx[1] + off, bx[2] + off, bx[3] + off])
         };
         let cands: Vec<(f32, usize)> = dets.iter().enumerate().map(|(k, d)| (d.0, k)).collect();
-        let keep = greedy(cands, box_of, IouConvention::Torchvision, params.iou_thres, usize::MAX)?;
+        let keep = greedy(
+            cands,
+            box_of,
+            IouConvention::Torchvision,
+            params.iou_thres,
+            usize::MAX,
+        )?;
         for k in keep.into_iter().take(params.max_det) {
             if let Some(d) = dets.get(k) {
-                out.push(Selection { batch: b, class: d.2, box_index: d.1 });
+                out.push(Selection {
+                    batch: b,
+                    class: d.2,
+                    box_index: d.1,
+                });
             }
         }
     }
@@ -895,7 +1064,15 @@ pub fn detections(decoded: &Decoded, selections: &[Selection]) -> Result<Vec<Det
             let score = decoded
                 .score(s.batch, s.box_index, s.class)
                 .ok_or_else(|| anyhow!("selection {s:?} is out of range"))?;
-            Ok(Detection { batch: s.batch, class: s.class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] })
+            Ok(Detection {
+                batch: s.batch,
+                class: s.class,
+                score,
+                x1: bx[0],
+                y1: bx[1],
+                x2: bx[2],
+                y2: bx[3],
+            })
         })
         .collect()
 }
@@ -961,7 +1138,10 @@ pub struct OutputTensor {
 }
 
 fn tensor(name: &str, shape: Vec<usize>, data: NpyData) -> Result<OutputTensor> {
-    Ok(OutputTensor { name: name.to_string(), tensor: Npy::new(shape, data)? })
+    Ok(OutputTensor {
+        name: name.to_string(),
+        tensor: Npy::new(shape, data)?,
+    })
 }
 
 /// Per image, detections sorted by descending score (stable), truncated to `k`.
@@ -986,13 +1166,21 @@ fn class_i32(class: usize) -> Result<i32> {
 /// Renders NMS selections as the output tensors of `layout`, exactly as the merged graph must
 /// produce them (names, dtypes, shapes, order, padding). For [`Layout::Decoded`] the selections
 /// are ignored.
-pub fn render(layout: &Layout, decoded: &Decoded, selections: &[Selection]) -> Result<Vec<OutputTensor>> {
+pub fn render(
+    layout: &Layout,
+    decoded: &Decoded,
+    selections: &[Selection],
+) -> Result<Vec<OutputTensor>> {
     decoded.validate()?;
     let names = layout.output_names();
     let name = |i: usize| names.get(i).copied().unwrap_or("?");
     match *layout {
         Layout::Decoded => Ok(vec![
-            tensor(name(0), vec![decoded.batch, decoded.num_boxes, 4], NpyData::F32(decoded.boxes.clone()))?,
+            tensor(
+                name(0),
+                vec![decoded.batch, decoded.num_boxes, 4],
+                NpyData::F32(decoded.boxes.clone()),
+            )?,
             tensor(
                 name(1),
                 vec![decoded.batch, decoded.num_boxes, decoded.num_classes],
@@ -1010,7 +1198,11 @@ pub fn render(layout: &Layout, decoded: &Decoded, selections: &[Selection]) -> R
                     data.extend_from_slice(&[b, c, d.x1, d.y1, d.x2, d.y2, d.score]);
                 }
             }
-            Ok(vec![tensor(name(0), vec![dets.len(), 7], NpyData::F32(data))?])
+            Ok(vec![tensor(
+                name(0),
+                vec![dets.len(), 7],
+                NpyData::F32(data),
+            )?])
         }
         Layout::Trt { max_det: k } => {
             let per = top_k_per_image(decoded.batch, &detections(decoded, selections)?, k);
@@ -1020,7 +1212,10 @@ pub fn render(layout: &Layout, decoded: &Decoded, selections: &[Selection]) -> R
             let mut scores = vec![0.0f32; bk];
             let mut classes = vec![-1i32; bk];
             for (b, dets) in per.iter().enumerate() {
-                num.push(i32::try_from(dets.len()).map_err(|_| anyhow!("too many detections for int32"))?);
+                num.push(
+                    i32::try_from(dets.len())
+                        .map_err(|_| anyhow!("too many detections for int32"))?,
+                );
                 for (j, d) in dets.iter().enumerate() {
                     let slot = b * k + j;
                     if let Some(dst) = boxes.get_mut(slot * 4..slot * 4 + 4) {
@@ -1053,7 +1248,11 @@ pub fn render(layout: &Layout, decoded: &Decoded, selections: &[Selection]) -> R
                     }
                 }
             }
-            Ok(vec![tensor(name(0), vec![decoded.batch, k, 6], NpyData::F32(data))?])
+            Ok(vec![tensor(
+                name(0),
+                vec![decoded.batch, k, 6],
+                NpyData::F32(data),
+            )?])
         }
     }
 }
@@ -1070,11 +1269,13 @@ fn find_output<'a>(outputs: &'a [OutputTensor], name: &str) -> Result<&'a Npy> {
 }
 
 fn f32_data<'a>(t: &'a Npy, name: &str) -> Result<&'a [f32]> {
-    t.as_f32().ok_or_else(|| anyhow!("output `{name}` is {}, expected float32", t.dtype()))
+    t.as_f32()
+        .ok_or_else(|| anyhow!("output `{name}` is {}, expected float32", t.dtype()))
 }
 
 fn int_data(t: &Npy, name: &str) -> Result<Vec<i64>> {
-    t.to_i64().ok_or_else(|| anyhow!("output `{name}` is {}, expected an integer type", t.dtype()))
+    t.to_i64()
+        .ok_or_else(|| anyhow!("output `{name}` is {}, expected an integer type", t.dtype()))
 }
 
 fn index_from_f32(v: f32, what: &str) -> Result<usize> {
@@ -1086,7 +1287,11 @@ fn index_from_f32(v: f32, what: &str) -> Result<usize> {
 }
 
 fn ensure_shape(t: &Npy, name: &str, rank: usize, last: &[(usize, usize)]) -> Result<()> {
-    ensure!(t.shape.len() == rank, "output `{name}` has shape {:?}, expected rank {rank}", t.shape);
+    ensure!(
+        t.shape.len() == rank,
+        "output `{name}` has shape {:?}, expected rank {rank}",
+        t.shape
+    );
     for &(axis, dim) in last {
         ensure!(
             t.shape.get(axis) == Some(&dim),
@@ -1103,7 +1308,10 @@ fn ensure_shape(t: &Npy, name: &str, rank: usize, last: &[(usize, usize)]) -> Re
 /// `ultralytics` has no count, so its rows with a score > 0 are detections (padding rows are all
 /// zero and a selected score is always above a non-negative threshold); `decoded` has no
 /// detections and is an error.
-pub fn detections_from_outputs(layout: &Layout, outputs: &[OutputTensor]) -> Result<Vec<Detection>> {
+pub fn detections_from_outputs(
+    layout: &Layout,
+    outputs: &[OutputTensor],
+) -> Result<Vec<Detection>> {
     let names = layout.output_names();
     let name = |i: usize| names.get(i).copied().unwrap_or("?");
     let mut out = Vec::new();
@@ -1113,13 +1321,24 @@ pub fn detections_from_outputs(layout: &Layout, outputs: &[OutputTensor]) -> Res
             let t = find_output(outputs, name(0))?;
             ensure_shape(t, name(0), 2, &[(1, 7)])?;
             for row in f32_data(t, name(0))?.chunks_exact(7) {
-                let (batch, class) = (index_from_f32(row[0], "batch")?, index_from_f32(row[1], "class")?);
+                let (batch, class) = (
+                    index_from_f32(row[0], "batch")?,
+                    index_from_f32(row[1], "class")?,
+                );
                 let (score, bx) = if *layout == Layout::Pinto {
                     (row[2], [row[3], row[4], row[5], row[6]])
                 } else {
                     (row[6], [row[2], row[3], row[4], row[5]])
                 };
-                out.push(Detection { batch, class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] });
+                out.push(Detection {
+                    batch,
+                    class,
+                    score,
+                    x1: bx[0],
+                    y1: bx[1],
+                    x2: bx[2],
+                    y2: bx[3],
+                });
             }
         }
         Layout::Trt { .. } => {
@@ -1143,13 +1362,32 @@ pub fn detections_from_outputs(layout: &Layout, outputs: &[OutputTensor]) -> Res
                     .filter(|&c| c <= k)
                     .ok_or_else(|| anyhow!("num_dets[{batch}] = {count} is not in 0..={k}"))?;
                 for j in 0..count {
-                    let slot = batch * k + j;
-                    let bx = boxes.get(slot * 4..slot * 4 + 4).ok_or_else(|| anyhow!("det_boxes too short"))?;
-                    let score = *scores.get(slot).ok_or_else(|| anyhow!("det_scores too short"))?;
-                    let class = *classes.get(slot).ok_or_else(|| anyhow!("det_classes too short"))?;
-                    let class = usize::try_from(class)
-                        .map_err(|_| anyhow!("det_classes[{batch}][{j}] = {class} within num_dets"))?;
-                    out.push(Detection { batch, class, score, x1: bx[0], y1: bx[1], x2: bx[2], y2: bx[3] });
+                    let slot = batch
+                        .checked_mul(k)
+                        .and_then(|x| x.checked_add(j))
+                        .filter(|&x| x.checked_mul(4).is_some())
+                        .ok_or_else(too_large)?;
+                    let bx = boxes
+                        .get(slot * 4..slot * 4 + 4)
+                        .ok_or_else(|| anyhow!("det_boxes too short"))?;
+                    let score = *scores
+                        .get(slot)
+                        .ok_or_else(|| anyhow!("det_scores too short"))?;
+                    let class = *classes
+                        .get(slot)
+                        .ok_or_else(|| anyhow!("det_classes too short"))?;
+                    let class = usize::try_from(class).map_err(|_| {
+                        anyhow!("det_classes[{batch}][{j}] = {class} within num_dets")
+                    })?;
+                    out.push(Detection {
+                        batch,
+                        class,
+                        score,
+                        x1: bx[0],
+                        y1: bx[1],
+                        x2: bx[2],
+                        y2: bx[3],
+                    });
                 }
             }
         }
@@ -1159,7 +1397,7 @@ pub fn detections_from_outputs(layout: &Layout, outputs: &[OutputTensor]) -> Res
             let k = t.shape.get(1).copied().unwrap_or(0);
             for (r, row) in f32_data(t, name(0))?.chunks_exact(6).enumerate() {
                 if row[4] > 0.0 {
-                    let batch = if k == 0 { 0 } else { r / k };
+                    let batch = r.checked_div(k).unwrap_or(0);
                     let class = index_from_f32(row[5], "class")?;
                     out.push(Detection {
                         batch,
@@ -1215,16 +1453,24 @@ mod tests {
     }
 
     fn sel(batch: usize, class: usize, box_index: usize) -> Selection {
-        Selection { batch, class, box_index }
+        Selection {
+            batch,
+            class,
+            box_index,
+        }
     }
 
     fn params(score: f32, iou: f32, cap: usize) -> NmsParams {
-        NmsParams { score_threshold: score, iou_threshold: iou, max_per_class: cap, agnostic: false }
+        NmsParams {
+            score_threshold: score,
+            iou_threshold: iou,
+            max_per_class: cap,
+            agnostic: false,
+        }
     }
 
-    // Boxes 0 and 1 overlap with IoU exactly 0.5 (each 10x10, shifted by 10/3? no: by 10*1/3) —
-    // use simple integer geometry: A = [0,0,10,10], B = [0,5,10,15] → inter 50, union 150, IoU 1/3.
-    // C = [0,0,10,5] inside A → inter 50, union 100, IoU 0.5 exactly.
+    // Integer geometry: A = [0,0,10,10], B = [0,5,10,15] → inter 50, union 150, IoU 1/3;
+    // C = [0,0,10,5] inside A → inter 50, union 100, IoU 0.5 exactly; FAR overlaps nothing.
     const A: [f32; 4] = [0.0, 0.0, 10.0, 10.0];
     const B: [f32; 4] = [0.0, 5.0, 10.0, 15.0];
     const C: [f32; 4] = [0.0, 0.0, 10.0, 5.0];
@@ -1237,13 +1483,23 @@ mod tests {
         assert_eq!(iou(IouConvention::Onnx, &A, &FAR), 0.0);
         // Corner order does not matter for ONNX (min/max per axis), and x/y swap does not either.
         assert_eq!(iou(IouConvention::Onnx, &[10.0, 10.0, 0.0, 0.0], &C), 0.5);
-        assert_eq!(iou(IouConvention::Onnx, &[0.0, 0.0, 5.0, 10.0], &[0.0, 0.0, 10.0, 10.0]), 0.5);
+        assert_eq!(
+            iou(
+                IouConvention::Onnx,
+                &[0.0, 0.0, 5.0, 10.0],
+                &[0.0, 0.0, 10.0, 10.0]
+            ),
+            0.5
+        );
         // Legacy +1: A is 11x11 = 121, C is 11x6 = 66, inter 11*6 = 66 → 66 / 121.
         assert_eq!(iou(IouConvention::LegacyPlusOne, &A, &C), 66.0 / 121.0);
         // Touching boxes: 0 for ONNX, but the +1 convention counts a 1-pixel overlap.
         let touch = [10.0, 0.0, 20.0, 10.0];
         assert_eq!(iou(IouConvention::Onnx, &A, &touch), 0.0);
-        assert_eq!(iou(IouConvention::LegacyPlusOne, &A, &touch), 11.0 / (121.0 + 121.0 - 11.0));
+        assert_eq!(
+            iou(IouConvention::LegacyPlusOne, &A, &touch),
+            11.0 / (121.0 + 121.0 - 11.0)
+        );
         assert_eq!(iou(IouConvention::Torchvision, &A, &C), 0.5);
     }
 
@@ -1253,7 +1509,10 @@ mod tests {
         assert!(!suppresses(IouConvention::Onnx, &A, &C, 0.5));
         assert!(suppresses(IouConvention::Onnx, &A, &C, 0.4999));
         let d = dec(&[(A, &[0.9]), (C, &[0.8])]);
-        assert_eq!(nms(&d, &params(0.1, 0.5, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.1, 0.5, 10)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 1)]
+        );
         assert_eq!(nms(&d, &params(0.1, 0.49, 10)).unwrap(), vec![sel(0, 0, 0)]);
         // Torchvision compares with the decimal threshold in f64; legacy keeps IoU <= thr.
         assert!(!suppresses(IouConvention::Torchvision, &A, &C, 0.5));
@@ -1262,12 +1521,13 @@ mod tests {
 
     #[test]
     fn torchvision_threshold_is_the_decimal_value() {
-        // f32(0.4) = 0.4000000059604645 > 0.4: an f32 IoU equal to f32(0.4) is > 0.4 in f64
-        // (torchvision suppresses) but not > f32(0.4) (onnxruntime keeps).
-        let t = 0.4f32;
-        assert!(f64::from(t) > 0.4);
-        // 10x10 box vs a box with the same IoU value constructed directly is awkward; check the
-        // comparison helper instead.
+        // IoU([0,0,10,10], [0,0,10,4]) = 40 / 100, which in f32 is exactly f32(0.4)
+        // = 0.4000000059604645 > 0.4. onnxruntime compares f32 with f32(0.4): equal, not
+        // suppressed. torchvision compares in f64 with the Python float 0.4: suppressed.
+        let thin = [0.0, 0.0, 10.0, 4.0];
+        assert_eq!(iou(IouConvention::Onnx, &A, &thin), 0.4f32);
+        assert!(!suppresses(IouConvention::Onnx, &A, &thin, 0.4));
+        assert!(suppresses(IouConvention::Torchvision, &A, &thin, 0.4));
         assert_eq!(decimal_f64(0.4), 0.4);
         assert_eq!(decimal_f64(0.45), 0.45);
         assert_eq!(decimal_f64(0.25), 0.25);
@@ -1277,19 +1537,31 @@ mod tests {
     fn score_threshold_is_strict() {
         let d = dec(&[(A, &[0.25]), (FAR, &[0.2500001])]);
         assert_eq!(nms(&d, &params(0.25, 0.5, 10)).unwrap(), vec![sel(0, 0, 1)]);
-        let ge = NmsConvention { iou: IouConvention::Onnx, score_cmp: ScoreCmp::GreaterOrEqual };
-        assert_eq!(nms_with(&d, &params(0.25, 0.5, 10), &ge).unwrap(), vec![sel(0, 0, 1), sel(0, 0, 0)]);
+        let ge = NmsConvention {
+            iou: IouConvention::Onnx,
+            score_cmp: ScoreCmp::GreaterOrEqual,
+        };
+        assert_eq!(
+            nms_with(&d, &params(0.25, 0.5, 10), &ge).unwrap(),
+            vec![sel(0, 0, 1), sel(0, 0, 0)]
+        );
     }
 
     #[test]
     fn ties_go_to_the_lower_box_index() {
         // Three identical boxes with identical scores: only the lowest index survives.
         let d = dec(&[(FAR, &[0.7]), (A, &[0.7]), (A, &[0.7]), (A, &[0.7])]);
-        assert_eq!(nms(&d, &params(0.5, 0.5, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.5, 0.5, 10)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 1)]
+        );
         // Equal scores, disjoint boxes: selection order is ascending index.
         let d = dec(&[(FAR, &[0.7]), (A, &[0.7]), (B, &[0.9])]);
         // B (0.9) first; then FAR and A tie at 0.7 → FAR (index 0) before A (index 1); A vs B IoU 1/3.
-        assert_eq!(nms(&d, &params(0.5, 0.5, 10)).unwrap(), vec![sel(0, 0, 2), sel(0, 0, 0), sel(0, 0, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.5, 0.5, 10)).unwrap(),
+            vec![sel(0, 0, 2), sel(0, 0, 0), sel(0, 0, 1)]
+        );
     }
 
     #[test]
@@ -1297,7 +1569,10 @@ mod tests {
         // A (0.9) suppresses C (IoU 0.5 > 0.45); C would have suppressed nothing else; B (IoU 1/3
         // with A) survives. Classic chain: X suppressed by A cannot suppress anything.
         let d = dec(&[(A, &[0.9]), (C, &[0.8]), (B, &[0.7])]);
-        assert_eq!(nms(&d, &params(0.1, 0.45, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 2)]);
+        assert_eq!(
+            nms(&d, &params(0.1, 0.45, 10)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 2)]
+        );
         // With threshold 0.3 B is suppressed by A as well.
         assert_eq!(nms(&d, &params(0.1, 0.3, 10)).unwrap(), vec![sel(0, 0, 0)]);
     }
@@ -1311,28 +1586,43 @@ mod tests {
             nms(&d, &params(0.2, 0.5, 2)).unwrap(),
             vec![sel(0, 0, 0), sel(0, 0, 2), sel(0, 1, 1), sel(0, 1, 0)]
         );
-        assert_eq!(nms(&d, &params(0.2, 0.5, 1)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.2, 0.5, 1)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 1, 1)]
+        );
         assert_eq!(nms(&d, &params(0.2, 0.5, 0)).unwrap(), vec![]);
         // The cap counts selections, not candidates: a suppressed candidate does not use a slot.
         let d = dec(&[(A, &[0.9]), (A, &[0.8]), (FAR, &[0.7])]);
-        assert_eq!(nms(&d, &params(0.2, 0.5, 2)).unwrap(), vec![sel(0, 0, 0), sel(0, 0, 2)]);
+        assert_eq!(
+            nms(&d, &params(0.2, 0.5, 2)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 2)]
+        );
     }
 
     #[test]
     fn multi_label_keeps_a_box_for_several_classes() {
         let d = dec(&[(A, &[0.9, 0.8]), (C, &[0.7, 0.85])]);
         // class 0: A then C suppressed (IoU 0.5 > 0.4); class 1: C then A suppressed.
-        assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.5, 0.4, 10)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 1, 1)]
+        );
     }
 
     #[test]
     fn agnostic_uses_max_score_and_argmax_class() {
         let d = dec(&[(A, &[0.6, 0.9]), (C, &[0.95, 0.1]), (FAR, &[0.7, 0.7])]);
-        let p = NmsParams { agnostic: true, ..params(0.5, 0.4, 10) };
+        let p = NmsParams {
+            agnostic: true,
+            ..params(0.5, 0.4, 10)
+        };
         // Max scores: A 0.9 (class 1), C 0.95 (class 0), FAR 0.7 (tie → class 0).
         // Order C, A, FAR; A suppressed by C (IoU 0.5) regardless of class.
         assert_eq!(nms(&d, &p).unwrap(), vec![sel(0, 0, 1), sel(0, 0, 2)]);
-        let p1 = NmsParams { max_per_class: 1, ..p };
+        let p1 = NmsParams {
+            max_per_class: 1,
+            ..p
+        };
         assert_eq!(nms(&d, &p1).unwrap(), vec![sel(0, 0, 1)]);
     }
 
@@ -1341,14 +1631,20 @@ mod tests {
         let img0: &[([f32; 4], &[f32])] = &[(A, &[0.9]), (C, &[0.8])];
         let img1: &[([f32; 4], &[f32])] = &[(A, &[0.3]), (C, &[0.8])];
         let d = dec_batch(&[img0, img1]);
-        assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 0), sel(1, 0, 1)]);
+        assert_eq!(
+            nms(&d, &params(0.5, 0.4, 10)).unwrap(),
+            vec![sel(0, 0, 0), sel(1, 0, 1)]
+        );
     }
 
     #[test]
     fn nan_scores_are_never_selected() {
         let d = dec(&[(A, &[f32::NAN]), (FAR, &[0.6])]);
         assert_eq!(nms(&d, &params(0.5, 0.4, 10)).unwrap(), vec![sel(0, 0, 1)]);
-        let p = NmsParams { agnostic: true, ..params(0.5, 0.4, 10) };
+        let p = NmsParams {
+            agnostic: true,
+            ..params(0.5, 0.4, 10)
+        };
         assert_eq!(nms(&d, &p).unwrap(), vec![sel(0, 0, 1)]);
     }
 
@@ -1359,7 +1655,10 @@ mod tests {
         assert!(nms(&d, &params(0.5, f32::NAN, 10)).is_err());
         let mut bad = d.clone();
         bad.scores.pop();
-        assert!(nms(&bad, &params(0.5, 0.4, 10)).unwrap_err().to_string().contains("scores"));
+        assert!(nms(&bad, &params(0.5, 0.4, 10))
+            .unwrap_err()
+            .to_string()
+            .contains("scores"));
         assert!(detections(&d, &[sel(0, 0, 5)]).is_err());
         assert!(detections(&d, &[sel(1, 0, 0)]).is_err());
         assert!(detections(&d, &[sel(0, 1, 0)]).is_err());
@@ -1372,7 +1671,10 @@ mod tests {
         let s = [4.0, 0.0, 14.0, 10.0];
         let d = dec(&[(A, &[0.9]), (s, &[0.8])]);
         assert_eq!(nms(&d, &params(0.25, 0.45, 10)).unwrap().len(), 2);
-        assert_eq!(yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(), vec![sel(0, 0, 0)]);
+        assert_eq!(
+            yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(),
+            vec![sel(0, 0, 0)]
+        );
     }
 
     fn spec(kind: HeadKind, c: usize, h: usize, w: usize) -> HeadSpec {
@@ -1430,15 +1732,25 @@ mod tests {
     #[test]
     fn decode_errors() {
         let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
-        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s).unwrap_err().to_string();
+        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("give 42"), "{err}");
-        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s).unwrap_err().to_string();
+        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("expected"), "{err}");
         let s = spec(HeadKind::YoloxRaw, 2, 60, 32);
-        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s).unwrap_err().to_string().contains("multiple"));
+        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
         let s = spec(HeadKind::GoldYolo, 0, 64, 32);
         assert!(decode(&[], 1, 0, &s).is_err());
-        let s = HeadSpec { strides: vec![0], ..spec(HeadKind::YoloxRaw, 1, 8, 8) };
+        let s = HeadSpec {
+            strides: vec![0],
+            ..spec(HeadKind::YoloxRaw, 1, 8, 8)
+        };
         assert!(decode(&[0.0; 6], 1, 1, &s).is_err());
         let s = spec(HeadKind::GoldYolo, 1, 8, 8);
         assert!(decode(&[0.0; 6], usize::MAX, 2, &s).is_err());
@@ -1449,8 +1761,14 @@ mod tests {
     #[test]
     fn scores_bcn_transpose() {
         // B=1, N=2, C=3: scores_bcn[c][i].
-        let d = Decoded::from_boxes_scores_bcn(1, 2, 3, [A, FAR].concat(), vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-            .unwrap();
+        let d = Decoded::from_boxes_scores_bcn(
+            1,
+            2,
+            3,
+            [A, FAR].concat(),
+            vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6],
+        )
+        .unwrap();
         assert_eq!(d.scores, vec![0.1, 0.3, 0.5, 0.2, 0.4, 0.6]);
         assert!(Decoded::from_boxes_scores_bcn(1, 2, 3, [A, FAR].concat(), vec![0.1]).is_err());
     }
@@ -1461,7 +1779,10 @@ mod tests {
         let d = dec_batch(&[img0, img1]);
         let s = nms(&d, &params(0.25, 0.45, 10)).unwrap();
         // class 0: FAR (0.9), A (0.5); class 1: FAR (0.6), C (0.5) (IoU(FAR, C) = 0).
-        assert_eq!(s, vec![sel(0, 0, 1), sel(0, 0, 0), sel(0, 1, 1), sel(0, 1, 2)]);
+        assert_eq!(
+            s,
+            vec![sel(0, 0, 1), sel(0, 0, 0), sel(0, 1, 1), sel(0, 1, 2)]
+        );
         (d, s)
     }
 
@@ -1476,10 +1797,16 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].name, "batchno_classid_score_x1y1x2y2");
         assert_eq!(out[0].tensor.shape, vec![4, 7]);
-        assert_eq!(&f32s(&out[0])[..14], &[0.0, 0.0, 0.9, 100.0, 100.0, 110.0, 110.0, 0.0, 0.0, 0.5, 0.0, 0.0, 10.0, 10.0]);
+        assert_eq!(
+            &f32s(&out[0])[..14],
+            &[0.0, 0.0, 0.9, 100.0, 100.0, 110.0, 110.0, 0.0, 0.0, 0.5, 0.0, 0.0, 10.0, 10.0]
+        );
         let out = render(&Layout::PintoGoldYolo, &d, &s).unwrap();
         assert_eq!(out[0].name, "batchno_classid_x1y1x2y2_score");
-        assert_eq!(&f32s(&out[0])[21..28], &[0.0, 1.0, 0.0, 0.0, 10.0, 5.0, 0.5]);
+        assert_eq!(
+            &f32s(&out[0])[21..28],
+            &[0.0, 1.0, 0.0, 0.0, 10.0, 5.0, 0.5]
+        );
         // Empty selection → [0, 7].
         let out = render(&Layout::Pinto, &d, &[]).unwrap();
         assert_eq!(out[0].tensor.shape, vec![0, 7]);
@@ -1490,8 +1817,14 @@ mod tests {
         let (d, s) = two_image_case();
         let out = render(&Layout::Trt { max_det: 3 }, &d, &s).unwrap();
         let names: Vec<&str> = out.iter().map(|o| o.name.as_str()).collect();
-        assert_eq!(names, ["num_dets", "det_boxes", "det_scores", "det_classes"]);
-        assert_eq!(out[0].tensor, Npy::new(vec![2, 1], NpyData::I32(vec![3, 0])).unwrap());
+        assert_eq!(
+            names,
+            ["num_dets", "det_boxes", "det_scores", "det_classes"]
+        );
+        assert_eq!(
+            out[0].tensor,
+            Npy::new(vec![2, 1], NpyData::I32(vec![3, 0])).unwrap()
+        );
         // Image 0 by descending score: FAR/0 (0.9), FAR/1 (0.6), then A/0 and C/1 tie at 0.5 →
         // NMS order keeps A/0 (class 0 came first); C/1 is cut by K = 3.
         assert_eq!(f32s(&out[2]), &[0.9, 0.6, 0.5, 0.0, 0.0, 0.0]);
@@ -1547,9 +1880,16 @@ mod tests {
         // Box 0 scores 0.9 (class 0) and 0.8 (class 1): single label keeps only class 0.
         let d = dec(&[(A, &[0.9, 0.8]), (FAR, &[0.3, 0.6]), (C, &[0.2, 0.1])]);
         let p = GoldYoloNmsParams::default();
-        assert_eq!(gold_yolo_nms(&d, &p).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1)]);
+        assert_eq!(
+            gold_yolo_nms(&d, &p).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 1, 1)]
+        );
         // ONNX multi-label also keeps (1, box 0).
-        assert_eq!(nms(&d, &params(0.25, 0.45, 100)).unwrap(), vec![sel(0, 0, 0), sel(0, 1, 1), sel(0, 1, 0)]);
+        // ONNX multi-label also keeps (class 0, FAR) at 0.3 and (class 1, A) at 0.8.
+        assert_eq!(
+            nms(&d, &params(0.25, 0.45, 100)).unwrap(),
+            vec![sel(0, 0, 0), sel(0, 0, 1), sel(0, 1, 0), sel(0, 1, 1)]
+        );
         let p1 = GoldYoloNmsParams { max_det: 1, ..p };
         assert_eq!(gold_yolo_nms(&d, &p1).unwrap(), vec![sel(0, 0, 0)]);
         // Objectness must pass too.
@@ -1564,7 +1904,10 @@ mod tests {
     fn yolox_postprocess_is_single_label_ge_sorted() {
         // Box 1 score exactly 0.25 passes (>=); output sorted by score across classes.
         let d = dec(&[(A, &[0.3, 0.9]), (FAR, &[0.25, 0.1]), (C, &[0.5, 0.2])]);
-        assert_eq!(yolox_postprocess(&d, 0.25, 0.45).unwrap(), vec![sel(0, 1, 0), sel(0, 0, 2), sel(0, 0, 1)]);
+        assert_eq!(
+            yolox_postprocess(&d, 0.25, 0.45).unwrap(),
+            vec![sel(0, 1, 0), sel(0, 0, 2), sel(0, 0, 1)]
+        );
         // multiclass_nms keeps box 0 for class 0 too (0.3 > 0.25) — but C (0.5) suppresses
         // it there only under +1 IoU; ONNX IoU(A, C) = 0.5 > 0.45 as well.
         assert_eq!(
