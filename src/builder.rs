@@ -34,9 +34,11 @@ impl<'a> Builder<'a> {
     }
 
     /// Add an initializer with a fresh prefixed name.
-    pub fn init(&mut self, what: &str, t: TensorProto) -> String {
+    pub fn init(&mut self, what: &str, mut t: TensorProto) -> String {
         let n = self.name(what);
-        self.init_named(t, &n)
+        t.name = Some(n.clone());
+        self.g.initializer.push(t);
+        n
     }
 
     pub fn const_i64(&mut self, what: &str, dims: &[i64], v: &[i64]) -> String {

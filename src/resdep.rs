@@ -72,10 +72,6 @@ pub fn reshape_groups(a: &[i64], b: &[i64]) -> Option<Vec<(std::ops::Range<usize
                 j += 1;
             }
         }
-        // absorb trailing 1s into this group
-        while i < a.len() && a[i] == 1 && j < b.len() && b[j] != 1 {
-            break;
-        }
         groups.push((si..i, sj..j));
     }
     Some(groups)

@@ -15,8 +15,16 @@ use crate::npy::{Npy, NpyData};
 
 /// A prepared (optimized) tract plan for one model and fixed input shapes.
 pub struct Runner {
-    plan: std::sync::Arc<TypedSimplePlan>,
+    plan: Plan,
+    /// True when tract could not type the model (e.g. an `If` node) and it runs un-typed
+    /// (slower, still exact).
+    pub fallback: bool,
     pub output_names: Vec<String>,
+}
+
+enum Plan {
+    Typed(std::sync::Arc<TypedSimplePlan>),
+    Inference(std::sync::Arc<InferenceSimplePlan>),
 }
 
 fn to_tensor(n: &Npy) -> Result<Tensor> {
@@ -76,26 +84,33 @@ impl Runner {
         let bytes = prost::Message::encode_to_vec(&proto);
         let dir = m.base_dir.as_ref().and_then(|d| d.to_str().map(str::to_string));
         let inputs: Vec<(Vec<usize>, DatumType)> = inputs.iter().map(|n| (n.shape.clone(), datum(n))).collect();
-        let res = catch_unwind(AssertUnwindSafe(|| -> TractResult<std::sync::Arc<TypedSimplePlan>> {
+        let res = catch_unwind(AssertUnwindSafe(|| -> TractResult<(Plan, bool)> {
             let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes.as_slice())?;
             let mut model = tract_onnx::onnx().parse(&pb, dir.as_deref())?.model;
             for (i, (shape, dt)) in inputs.iter().enumerate() {
                 model.set_input_fact(i, InferenceFact::dt_shape(*dt, shape.iter().map(|&d| d as i64).collect::<TVec<_>>()))?;
             }
-            model.into_optimized()?.into_runnable()
+            match model.clone().into_optimized().and_then(|t| t.into_runnable()) {
+                Ok(p) => Ok((Plan::Typed(p), false)),
+                // e.g. `If` cannot be typed: the un-typed plan runs it (slower)
+                Err(_) => Ok((Plan::Inference(model.into_runnable()?), true)),
+            }
         }));
-        let plan = match res {
-            Ok(r) => r.map_err(|e| anyhow!("{e:?}")).with_context(|| format!("tract cannot prepare `{}`", m.source))?,
+        let (plan, fallback) = match res {
+            Ok(r) => r.map_err(|e| anyhow!("{e:#}")).with_context(|| format!("tract cannot prepare `{}`", m.source))?,
             Err(_) => bail!("tract panicked while preparing `{}`", m.source),
         };
-        Ok(Runner { plan, output_names })
+        Ok(Runner { plan, fallback, output_names })
     }
 
     /// Run on inputs; returns every output by name.
     pub fn run(&self, inputs: &[&Npy]) -> Result<Vec<(String, Npy)>> {
         let tv: TVec<TValue> = inputs.iter().map(|n| to_tensor(n).map(|t| t.into_tvalue())).collect::<Result<_>>()?;
-        let out = match catch_unwind(AssertUnwindSafe(|| self.plan.run(tv))) {
-            Ok(r) => r.map_err(|e| anyhow!("{e:?}")).context("tract failed to run the model")?,
+        let out = match catch_unwind(AssertUnwindSafe(|| match &self.plan {
+            Plan::Typed(p) => p.run(tv),
+            Plan::Inference(p) => p.run(tv),
+        })) {
+            Ok(r) => r.map_err(|e| anyhow!("{e:#}")).context("tract failed to run the model")?,
             Err(_) => bail!("tract panicked while running the model"),
         };
         out.iter().zip(&self.output_names).map(|(t, n)| Ok((n.clone(), from_tensor(t)?))).collect()

@@ -102,3 +102,63 @@ fn head_tensor_in_tract_matches_onnxruntime_raw_output() {
         assert!(maxd <= 2e-3 * range, "{}: max |tract - ort| = {maxd} for range {range}", p.display());
     }
 }
+
+#[test]
+fn diff_of_original_vs_merged_snapshot_per_layout() {
+    // the project's own fixtures (tests/fixtures): what a release reviewer sees for each layout
+    for (fixture, layouts) in [
+        ("yolox_nano_128x160", vec![Layout::Pinto, Layout::Trt { max_det: 100 }, Layout::Ultralytics { max_det: 100 }, Layout::Decoded]),
+        ("goldlike_128x160", vec![Layout::PintoGoldYolo]),
+    ] {
+        let path = common::fixtures().join(format!("{fixture}.onnx"));
+        let a = Model::load(&path).unwrap();
+        for layout in layouts {
+            let mut b = a.clone();
+            merge(&mut b, &MergeOptions { layout: Some(layout), ..MergeOptions::default() }).unwrap();
+            let text = postmerge::diff::render(&postmerge::diff::diff(&a, &b).unwrap());
+            let name = format!("{fixture}__{}", layout.name());
+            common::settings("merge").bind(|| insta::assert_snapshot!(name, text));
+        }
+    }
+}
+
+#[test]
+fn merge_refuses_what_it_cannot_merge() {
+    let e2e = Model::load(&common::shared().join("models/gold_yolo_n_80c_640x640_op13_e2e_ort.onnx")).unwrap();
+    let e = merge(&mut e2e.clone(), &MergeOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("already merged") && e.contains("/end2end/NonMaxSuppression") && e.contains("postmerge set"), "{e}");
+    // a TensorRT plugin graph
+    let mut trt = Model::load(&common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")).unwrap();
+    let g = trt.graph_mut();
+    let mut n = postmerge::graph::make_node("EfficientNMS_TRT", "trt_nms", &["output"], &["num_dets"], vec![]);
+    n.domain = Some("TRT".into());
+    g.node.push(n);
+    let e = merge(&mut trt, &MergeOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("TensorRT plugin") && e.contains("trt_nms"), "{e}");
+    // classes/strides that do not add up: N = 421 for a 128x160 input
+    let mut bad = Model::load(&common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")).unwrap();
+    let out = &mut bad.graph_mut().output[0];
+    postmerge::shape::set_vi_shape(out, &[postmerge::shape::Dim::Known(1), postmerge::shape::Dim::Known(421), postmerge::shape::Dim::Known(85)]);
+    let e = merge(&mut bad, &MergeOptions::default()).unwrap_err().to_string();
+    assert!(e.contains("no detection head found") && e.contains("420") && e.contains("[1,421,85]"), "{e}");
+    // opset lowering and nonsense thresholds
+    let mut m = Model::load(&common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")).unwrap();
+    assert!(merge(&mut m.clone(), &MergeOptions { opset: Some(9), ..MergeOptions::default() }).unwrap_err().to_string().contains("opset 10"));
+    assert!(merge(&mut m.clone(), &MergeOptions { max_per_class: 0, ..MergeOptions::default() }).unwrap_err().to_string().contains("at least 1"));
+    assert!(merge(&mut m, &MergeOptions { opset: Some(13), ..MergeOptions::default() }).unwrap_err().to_string().contains("would change the meaning"));
+}
+
+#[test]
+fn merge_is_deterministic_and_names_never_collide() {
+    let p = common::shared().join("models/yolox_nano_80c_128x160_op11.onnx");
+    let mut a = Model::load(&p).unwrap();
+    let mut b = Model::load(&p).unwrap();
+    merge(&mut a, &MergeOptions { layout: Some(Layout::Trt { max_det: 10 }), ..MergeOptions::default() }).unwrap();
+    merge(&mut b, &MergeOptions { layout: Some(Layout::Trt { max_det: 10 }), ..MergeOptions::default() }).unwrap();
+    assert_eq!(a.to_bytes().unwrap(), b.to_bytes().unwrap());
+    let mut names = std::collections::HashSet::new();
+    for n in &a.graph().node {
+        assert!(names.insert(n.name().to_string()), "duplicate node name {}", n.name());
+    }
+    postmerge::graph::check_references(a.graph()).unwrap();
+}
