@@ -91,3 +91,23 @@ fn models_over_the_protobuf_limit_are_refused_with_a_clear_message() {
     assert!(e.contains("2 GiB"), "{e}");
     assert!(!out.exists(), "no partial output");
 }
+
+#[test]
+fn rich_fixture_keeps_every_field_and_its_external_data_elsewhere() {
+    // tests/fixtures/rich_640x640.onnx carries metadata_props (model, graph, node, function),
+    // doc strings, value_info, a model-local function, sparse initializers, every attribute kind
+    // and two tensors in rich_640x640.onnx.data (see tests/fixtures/README.md)
+    let src = common::fixtures().join("rich_640x640.onnx");
+    let m = Model::load(&src).unwrap();
+    assert!(!m.proto.metadata_props.is_empty() && !m.proto.functions.is_empty());
+    assert!(!m.graph().value_info.is_empty() && !m.graph().sparse_initializer.is_empty());
+    assert_eq!(m.external.len(), 1, "one external data file");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("rich_640x640.onnx");
+    m.save(&out, &SaveOptions::default()).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&src).unwrap());
+    assert_eq!(std::fs::read(dir.path().join("rich_640x640.onnx.data")).unwrap(), std::fs::read(common::fixtures().join("rich_640x640.onnx.data")).unwrap());
+    let back = Model::load(&out).unwrap();
+    assert_eq!(back.proto, m.proto);
+    assert_eq!(back.external, m.external);
+}
