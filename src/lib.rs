@@ -18,3 +18,5 @@ pub mod builder;
 pub mod passes;
 pub mod run;
 pub mod check;
+pub mod imageio;
+pub mod detect;

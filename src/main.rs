@@ -77,6 +77,55 @@ enum Cmd {
         /// Allow OUTPUT to be the input file itself
         #[arg(long)]
         in_place: bool,
+        /// After writing, check the result with tract against the Rust reference (exit 1 on mismatch)
+        #[arg(long)]
+        check: bool,
+        /// Photo for --check (default: a deterministic synthetic input)
+        #[arg(long, requires = "check")]
+        image: Option<PathBuf>,
+    },
+    /// Prove a merged model by running it and the original with tract on the same input.
+    #[command(after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nExit codes: 0 equal, 1 mismatch, 2 error.")]
+    Check {
+        /// The un-merged export
+        original: PathBuf,
+        /// The merged model (possibly re-specialized to another size)
+        merged: PathBuf,
+        /// A photo, preprocessed by the family's convention
+        #[arg(long, conflicts_with = "input")]
+        image: Option<PathBuf>,
+        /// A .npy input tensor [B,3,H,W]
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Print JSON
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a model on a photo and draw the detections into a PNG.
+    #[command(after_help = "Examples:\n  postmerge detect yolox_nano_post.onnx dog.jpg -o dog_dets.png\n  postmerge detect gold_yolo_n.onnx image1.jpg -o out.png --json\n\nMerged models use their own NMS; raw exports are post-processed in Rust with --score/--iou/--max-per-class.")]
+    Detect {
+        /// Merged model or raw export
+        model: PathBuf,
+        /// Photo (jpeg or png)
+        image: PathBuf,
+        /// Annotated PNG to write
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Print the detections as JSON
+        #[arg(long)]
+        json: bool,
+        /// Score threshold (raw models)
+        #[arg(long, default_value_t = 0.25)]
+        score: f32,
+        /// IoU threshold (raw models)
+        #[arg(long, default_value_t = 0.40)]
+        iou: f32,
+        /// Max detections per class (raw models)
+        #[arg(long, default_value_t = 20)]
+        max_per_class: usize,
+        /// Preprocessing convention override
+        #[arg(long, value_enum)]
+        family: Option<FamilyArg>,
     },
     /// Retune the NMS parameters of an already merged model (ours, PINTO's, YOLOv6 --end2end --ort).
     #[command(after_help = "Examples:\n  postmerge set merged.onnx -o retuned.onnx --score 0.3 --iou 0.5 --max-per-class 50\n  postmerge set merged.onnx -o merged.onnx --in-place --score 0.35")]
@@ -177,7 +226,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place } => {
+        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image } => {
             use postmerge::postprocess::Layout;
             check_output(&input, &output, in_place)?;
             let mut m = load(&input)?;
@@ -205,6 +254,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
                 }),
             };
+            let original = if check { Some(m.clone()) } else { None };
             let rep = postmerge::passes::merge::merge(&mut m, &opts).with_context(|| format!("cannot merge `{}`", input.display()))?;
             m.save(&output, &Default::default()).with_context(|| format!("cannot save `{}`", output.display()))?;
             if json {
@@ -214,6 +264,55 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     eprintln!("note: {n}");
                 }
                 eprintln!("merged {:?} head: layout {}, opset {}, {} nodes appended -> {} ({})", rep.family, rep.layout, rep.opset, rep.appended_nodes, output.display(), rep.outputs.join(", "));
+            }
+            if let Some(original) = original {
+                let written = load(&output)?;
+                let input = match image {
+                    Some(p) => postmerge::check::CheckInput::Image(p),
+                    None => postmerge::check::CheckInput::Synthetic,
+                };
+                let r = postmerge::check::check_models(&original, &written, &postmerge::check::CheckOptions { input, tol: Default::default() })?;
+                eprint!("{}", postmerge::check::render_report(&r));
+                if !r.ok {
+                    return Ok(ExitCode::from(1));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Check { original, merged, image, input, json } => {
+            let o = load(&original)?;
+            let m = load(&merged)?;
+            let input = match (image, input) {
+                (Some(p), _) => postmerge::check::CheckInput::Image(p),
+                (None, Some(p)) => postmerge::check::CheckInput::Npy(p),
+                (None, None) => postmerge::check::CheckInput::Synthetic,
+            };
+            let r = postmerge::check::check_models(&o, &m, &postmerge::check::CheckOptions { input, tol: Default::default() })
+                .with_context(|| format!("cannot check `{}` against `{}`", merged.display(), original.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", postmerge::check::render_report(&r));
+            }
+            Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+        }
+        Cmd::Detect { model, image, output, json, score, iou, max_per_class, family } => {
+            let m = load(&model)?;
+            let params = postmerge::postprocess::NmsParams { score_threshold: score, iou_threshold: iou, max_per_class, agnostic: false };
+            let fam = family.map(|f| match f {
+                FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
+                FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
+                FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
+            });
+            let (r, img) = postmerge::detect::detect(&m, &image, fam, &params).with_context(|| format!("cannot run `{}` on `{}`", model.display(), image.display()))?;
+            postmerge::detect::save_png(&img, &output).with_context(|| format!("cannot save `{}`", output.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                println!("{} detections ({}) -> {}", r.detections.len(), r.how, output.display());
+                for d in &r.detections {
+                    println!("  class {:>3}  score {:.3}  box [{:.1}, {:.1}, {:.1}, {:.1}]", d.class, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]);
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

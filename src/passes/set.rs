@@ -151,5 +151,22 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             changes.push(SetChange { node: node_name, parameter: pname.into(), tensor, old: old_v, new: new_v, how });
         }
     }
+    // keep the record of what the model computes in step with the graph
+    if let Some(e) = m.proto.metadata_props.iter_mut().find(|e| e.key() == "postmerge.merge") {
+        let updated: Vec<String> = e
+            .value()
+            .split(';')
+            .map(|kv| {
+                let kv = kv.trim();
+                match kv.split_once('=') {
+                    Some(("score", _)) if opts.score_threshold.is_some() => format!("score={}", opts.score_threshold.unwrap_or_default()),
+                    Some(("iou", _)) if opts.iou_threshold.is_some() => format!("iou={}", opts.iou_threshold.unwrap_or_default()),
+                    Some(("max_per_class", _)) if opts.max_per_class.is_some() => format!("max_per_class={}", opts.max_per_class.unwrap_or_default()),
+                    _ => kv.to_string(),
+                }
+            })
+            .collect();
+        e.value = Some(updated.join("; "));
+    }
     Ok(changes)
 }
