@@ -41,9 +41,9 @@ enum Cmd {
     Merge {
         /// Exported model (YOLOX raw or decoded head, Gold-YOLO / YOLOv6)
         input: PathBuf,
-        /// Output path (written atomically)
+        /// Output path (written atomically), or a pattern with {h}, {w}, {stem} with several --size
         #[arg(short, long)]
-        output: PathBuf,
+        output: String,
         /// Score threshold (NMS keeps scores strictly above it)
         #[arg(long, default_value_t = 0.25)]
         score: f32,
@@ -77,12 +77,37 @@ enum Cmd {
         /// Allow OUTPUT to be the input file itself
         #[arg(long)]
         in_place: bool,
+        /// Re-specialize to this size (HxW) before appending (repeatable; OUTPUT is then a pattern
+        /// with {h} and {w})
+        #[arg(long = "size", value_name = "HxW")]
+        sizes: Vec<String>,
+        /// Batch of the result: a number, or `dynamic`
+        #[arg(long)]
+        batch: Option<String>,
         /// After writing, check the result with tract against the Rust reference (exit 1 on mismatch)
         #[arg(long)]
         check: bool,
         /// Photo for --check (default: a deterministic synthetic input)
         #[arg(long, requires = "check")]
         image: Option<PathBuf>,
+    },
+    /// Re-specialize an export to other input sizes (and batch) without going back to PyTorch.
+    #[command(after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel.")]
+    Resize {
+        /// Exported model (un-merged)
+        input: PathBuf,
+        /// Output path, or a pattern with {h}, {w}, {stem} for several sizes
+        #[arg(short, long)]
+        output: String,
+        /// Target size HxW (repeatable)
+        #[arg(long = "size", value_name = "HxW", required = true)]
+        sizes: Vec<String>,
+        /// Batch of the result: a number, or `dynamic` for a symbolic batch
+        #[arg(long)]
+        batch: Option<String>,
+        /// Print what was rewritten as JSON
+        #[arg(long)]
+        json: bool,
     },
     /// Prove a merged model by running it and the original with tract on the same input.
     #[command(after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nExit codes: 0 equal, 1 mismatch, 2 error.")]
@@ -180,6 +205,173 @@ enum Cmd {
     },
 }
 
+/// One output of a multi-size run.
+struct Job {
+    size: Option<(i64, i64)>,
+    batch: Option<postmerge::passes::resize::BatchSpec>,
+    output: PathBuf,
+}
+
+fn parse_batch(b: Option<&str>) -> Result<Option<postmerge::passes::resize::BatchSpec>> {
+    use postmerge::passes::resize::BatchSpec;
+    Ok(match b {
+        None => None,
+        Some("dynamic") | Some("dyn") | Some("N") => Some(BatchSpec::Dynamic),
+        Some(v) => Some(BatchSpec::Static(v.parse().map_err(|_| anyhow::anyhow!("--batch `{v}` is neither a number nor `dynamic`"))?)),
+    })
+}
+
+/// Sizes × output pattern → jobs; validates before any work.
+fn plan_jobs(input: &std::path::Path, output: &str, sizes: &[String], batch: Option<&str>, in_place: bool) -> Result<Vec<Job>> {
+    let batch = parse_batch(batch)?;
+    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let mut parsed = Vec::new();
+    for s in sizes {
+        parsed.push(Some(postmerge::passes::resize::parse_size(s)?));
+    }
+    if parsed.is_empty() {
+        parsed.push(None);
+    }
+    if parsed.len() > 1 && !(output.contains("{h}") && output.contains("{w}")) {
+        anyhow::bail!("{} sizes need an output pattern with {{h}} and {{w}}, e.g. -o 'out/{{stem}}_{{h}}x{{w}}.onnx' (got `{output}`)", parsed.len());
+    }
+    let mut jobs: Vec<Job> = Vec::new();
+    for size in parsed {
+        let (h, w) = size.map(|(h, w)| (h.to_string(), w.to_string())).unwrap_or_default();
+        let out = PathBuf::from(output.replace("{h}", &h).replace("{w}", &w).replace("{stem}", &stem));
+        check_output(input, &out, in_place)?;
+        if jobs.iter().any(|j| j.output == out) {
+            anyhow::bail!("two sizes write the same file `{}`", out.display());
+        }
+        jobs.push(Job { size, batch: batch.clone(), output: out });
+    }
+    Ok(jobs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn merge_options(score: f32, iou: f32, max_per_class: i64, max_det: usize, layout: Option<LayoutArg>, agnostic: bool, thresholds: ThresholdsArg, opset: Option<i64>, family: Option<FamilyArg>) -> postmerge::passes::merge::MergeOptions {
+    use postmerge::postprocess::Layout;
+    postmerge::passes::merge::MergeOptions {
+        score_threshold: score,
+        iou_threshold: iou,
+        max_per_class,
+        max_det,
+        layout: layout.map(|l| match l {
+            LayoutArg::Pinto => Layout::Pinto,
+            LayoutArg::PintoGoldyolo => Layout::PintoGoldYolo,
+            LayoutArg::Trt => Layout::Trt { max_det },
+            LayoutArg::Ultralytics => Layout::Ultralytics { max_det },
+            LayoutArg::Decoded => Layout::Decoded,
+        }),
+        agnostic,
+        thresholds: match thresholds {
+            ThresholdsArg::Const => postmerge::passes::merge::Thresholds::Const,
+            ThresholdsArg::Inputs => postmerge::passes::merge::Thresholds::Inputs,
+        },
+        opset,
+        family: family.map(|f| match f {
+            FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
+            FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
+            FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
+        }),
+    }
+}
+
+/// Resize (when the job has a size or batch) then apply `then`, for every job, in parallel; the
+/// input is decoded once and shared (weights are reference-counted, not copied).
+fn run_jobs<F>(input: &std::path::Path, jobs: Vec<Job>, json: bool, then: F, check: bool, image: Option<PathBuf>) -> Result<ExitCode>
+where
+    F: Fn(&mut Model, &Job) -> Result<serde_json::Value> + Sync,
+{
+    use std::io::IsTerminal;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let base = load(&input.to_path_buf())?;
+    let total = jobs.len();
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let results: Mutex<Vec<(usize, Result<serde_json::Value>)>> = Mutex::new(Vec::new());
+    let tty = std::io::stderr().is_terminal();
+    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(total).max(1);
+    std::thread::scope(|sc| {
+        for _ in 0..workers {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= total {
+                    break;
+                }
+                let job = &jobs[i];
+                let r = (|| -> Result<serde_json::Value> {
+                    let mut m = base.clone();
+                    let mut report = serde_json::Map::new();
+                    report.insert("output".into(), job.output.display().to_string().into());
+                    if job.size.is_some() || job.batch.is_some() {
+                        let (h, w) = job.size.unwrap_or((postmerge::head::recognize(&m, None)?.height.unwrap_or(0), postmerge::head::recognize(&m, None)?.width.unwrap_or(0)));
+                        let rep = postmerge::passes::resize::resize(&mut m, &postmerge::passes::resize::ResizeOptions { height: h, width: w, batch: job.batch.clone() })
+                            .with_context(|| format!("cannot re-specialize `{}` to {h}x{w}", input.display()))?;
+                        report.insert("resize".into(), serde_json::to_value(&rep)?);
+                    }
+                    let original = if check { Some(m.clone()) } else { None };
+                    let extra = then(&mut m, job).with_context(|| format!("cannot process `{}`", input.display()))?;
+                    if !extra.is_null() {
+                        report.insert("merge".into(), extra);
+                    }
+                    m.save(&job.output, &Default::default()).with_context(|| format!("cannot save `{}`", job.output.display()))?;
+                    if let Some(o) = original {
+                        let written = load(&job.output)?;
+                        let inp = match &image {
+                            Some(p) => postmerge::check::CheckInput::Image(p.clone()),
+                            None => postmerge::check::CheckInput::Synthetic,
+                        };
+                        let r = postmerge::check::check_models(&o, &written, &postmerge::check::CheckOptions { input: inp, tol: Default::default() })?;
+                        report.insert("check".into(), serde_json::to_value(&r)?);
+                        if !r.ok {
+                            anyhow::bail!("check FAILED for `{}`:\n{}", job.output.display(), postmerge::check::render_report(&r));
+                        }
+                    }
+                    Ok(serde_json::Value::Object(report))
+                })();
+                let k = done.fetch_add(1, Ordering::SeqCst) + 1;
+                if tty {
+                    eprintln!("[{k}/{total}] {} {}", if r.is_ok() { "wrote" } else { "FAILED" }, job.output.display());
+                }
+                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(i, _)| *i);
+    let mut failed = Vec::new();
+    let mut values = Vec::new();
+    for (i, r) in results {
+        match r {
+            Ok(v) => values.push(v),
+            Err(e) => failed.push(format!("{}: {}", jobs[i].output.display(), render_error(&e))),
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&values)?);
+    } else {
+        for v in &values {
+            let out = v["output"].as_str().unwrap_or("?");
+            if let Some(r) = v.get("resize") {
+                println!("{out}: {}x{} -> {}x{}, batch {} -> {}, N {} -> {}, {} constants rewritten", r["from"][0], r["from"][1], r["to"][0], r["to"][1], r["batch_from"].as_str().unwrap_or(""), r["batch_to"].as_str().unwrap_or(""), r["boxes_from"], r["boxes_to"], r["rewrites"].as_array().map(|a| a.len()).unwrap_or(0));
+            } else {
+                println!("{out}: written");
+            }
+        }
+    }
+    if !failed.is_empty() {
+        let msg = failed.join("\n");
+        if failed.iter().any(|f| f.contains("check FAILED")) {
+            eprintln!("{msg}");
+            return Ok(ExitCode::from(1));
+        }
+        anyhow::bail!("{} of {total} outputs failed:\n{msg}", failed.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Refuse to overwrite the input unless asked to.
 fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: bool) -> Result<()> {
     if !in_place && postmerge::model::same_file(input, output) {
@@ -226,8 +418,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image } => {
+        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image, sizes, batch } => {
             use postmerge::postprocess::Layout;
+            if !sizes.is_empty() || batch.is_some() {
+                let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
+                let opts = merge_options(score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family);
+                return run_jobs(&input, jobs, json, move |m, _| {
+                    let rep = postmerge::passes::merge::merge(m, &opts)?;
+                    Ok(serde_json::to_value(&rep)?)
+                }, check, image);
+            }
+            let output = PathBuf::from(output);
             check_output(&input, &output, in_place)?;
             let mut m = load(&input)?;
             let opts = postmerge::passes::merge::MergeOptions {
@@ -278,6 +479,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Resize { input, output, sizes, batch, json } => {
+            let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), false)?;
+            run_jobs(&input, jobs, json, |_, _| Ok(serde_json::Value::Null), false, None)
         }
         Cmd::Check { original, merged, image, input, json } => {
             let o = load(&original)?;

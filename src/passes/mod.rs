@@ -2,6 +2,7 @@
 //! graph topologically sorted; unknown ops pass through untouched.
 
 pub mod merge;
+pub mod resize;
 pub mod set;
 
 /// The default-domain opset of a model (0 when absent).
