@@ -206,6 +206,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                     let k = max_det as i64;
                     let sel_b1 = b.squeeze(&sel_b, &[1]); // [M]
                     let (nd, db, ds, dc) = append_topk(&mut b, &out, &sel_b1, &det_boxes, &det_scores, &det_class_i64, k, &batch)?;
+                    let zerof_out = b.const_f32("zero_class", &[1], &[0.0]);
                     if matches!(layout, Layout::Trt { .. }) {
                         b.op_named("Identity", &format!("{PREFIX}num_dets"), &[&nd], &["num_dets"], vec![]);
                         b.op_named("Identity", &format!("{PREFIX}det_boxes"), &[&db], &["det_boxes"], vec![]);
@@ -220,10 +221,9 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                     } else {
                         // x1,y1,x2,y2,score,class; padding rows all zero
                         let s3 = b.unsqueeze(&ds, &[2]);
-                        let zero = b.const_i64("zero_i", &[1], &[0]);
-                        let zero_i32 = b.cast(&zero, DataType::Int32);
-                        let cls_pos = b.op("Max", &[&dc, &zero_i32], vec![]); // -1 padding -> 0
-                        let cf = b.cast(&cls_pos, DataType::Float);
+                        // -1 padding -> 0; Max on floats (integer Max needs opset 12)
+                        let cf0 = b.cast(&dc, DataType::Float);
+                        let cf = b.op("Max", &[&cf0, &zerof_out], vec![]);
                         let c3 = b.unsqueeze(&cf, &[2]);
                         b.op_named("Concat", &format!("{PREFIX}output0"), &[&db, &s3, &c3], &["output0"], vec![make_attr_i("axis", 2)]);
                         new_outputs = vec![make_vi("output0", f32t, &[batch.clone(), Dim::Known(k), Dim::Known(6)])];
