@@ -351,11 +351,28 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         Some(o) => steps.push(Step { name: "head".into(), ok: Some(false), detail: format!("head shapes differ: original {:?}, merged {:?}", o.shape, mhead.shape) }),
         None => steps.push(Step { name: "head".into(), ok: None, detail: "not run: the original cannot run at the merged model's size".into() }),
     }
+    // boxes normalized to [0, 1] (merge --quant-prep): the reference scales its boxes the same way
+    let normalized = merged.proto.metadata_props.iter().any(|e| e.key() == "postmerge.merge" && e.value().contains("boxes=normalized"));
+    let norm = |mut d: crate::postprocess::Decoded| {
+        if normalized {
+            for b in d.boxes.chunks_mut(4) {
+                b[0] /= mw as f32;
+                b[1] /= mh as f32;
+                b[2] /= mw as f32;
+                b[3] /= mh as f32;
+            }
+        }
+        d
+    };
+    let tol = if normalized { Tolerance { box_px: opts.tol.box_px / mh.max(mw) as f32, ..opts.tol } } else { opts.tol };
+    if normalized {
+        notes.push(format!("boxes are normalized to [0, 1] by {mw}x{mh} (WxH); box errors are in those units"));
+    }
     // step 2: the appended post-process on identical pre-NMS tensors vs the reference
-    let dec = decode(&mhead.to_f32(), mhead.shape[0], n_boxes, &spec)?;
+    let dec = norm(decode(&mhead.to_f32(), mhead.shape[0], n_boxes, &spec)?);
     let sel = nms(&dec, &params)?;
     let expected = render(&layout, &dec, &sel)?;
-    let cmp = compare_outputs(&layout, &expected, &mouts, opts.tol)?;
+    let cmp = compare_outputs(&layout, &expected, &mouts, tol)?;
     let step2_ok = cmp.ok();
     steps.push(Step {
         name: "post-process".into(),
@@ -371,7 +388,7 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
     // step 3: final detections vs the reference on the original's output (clear of ties/threshold)
     let ndets = if layout == Layout::Decoded { 0 } else { sel.len() };
     if let (Some(o), true) = (&orig_raw, layout != Layout::Decoded) {
-        let odec = decode(&o.to_f32(), o.shape[0], n_boxes, &spec)?;
+        let odec = norm(decode(&o.to_f32(), o.shape[0], n_boxes, &spec)?);
         let rsel = nms(&odec, &params)?;
         let refd = detections(&odec, &rsel)?;
         let outs: Vec<OutputTensor> = mouts.iter().filter(|(n, _)| layout.output_names().contains(&n.as_str())).map(|(n, t)| OutputTensor { name: n.clone(), tensor: t.clone() }).collect();

@@ -84,6 +84,10 @@ enum Cmd {
         /// Batch of the result: a number, or `dynamic`
         #[arg(long)]
         batch: Option<String>,
+        /// Also prepare for INT8 quantization: boxes normalized to [0,1], graph folded, post-process
+        /// listed in OUTPUT.nodes_to_exclude.json (see `quant-prep`)
+        #[arg(long)]
+        quant_prep: bool,
         /// After writing, check the result with tract against the Rust reference (exit 1 on mismatch)
         #[arg(long)]
         check: bool,
@@ -151,6 +155,38 @@ enum Cmd {
         /// Preprocessing convention override
         #[arg(long, value_enum)]
         family: Option<FamilyArg>,
+    },
+    /// Prepare a model for INT8 quantization: decode with boxes normalized to [0,1] and scores as
+    /// separate outputs, constants and BatchNorm folded, Identity/Dropout removed, static shapes in
+    /// value_info, and the float post-process listed for `quantize_static(nodes_to_exclude=…)`.
+    #[command(after_help = "Examples:\n  postmerge quant-prep yolox_nano.onnx -o yolox_nano_qprep.onnx\n  postmerge quant-prep yolox_nano.onnx -o prep.onnx --layout pinto\n  python -c \"import json; from onnxruntime.quantization import quantize_static; ...\n    quantize_static('prep.onnx', 'int8.onnx', reader, nodes_to_exclude=json.load(open('prep.nodes_to_exclude.json')))\"\n\nThe default layout `decoded` gives the backbone+head only (boxes [B,N,4] in [0,1], scores [B,N,C]),\nready to quantize and pair with NMS on the host. The sidecar OUTPUT minus .onnx plus\n.nodes_to_exclude.json is a JSON list accepted as is by onnxruntime's quantize_static.")]
+    QuantPrep {
+        /// Exported (or already merged) model
+        input: PathBuf,
+        /// Output path
+        #[arg(short, long)]
+        output: String,
+        /// Output layout (default decoded: no NMS)
+        #[arg(long, value_enum)]
+        layout: Option<LayoutArg>,
+        /// Score threshold (NMS layouts)
+        #[arg(long, default_value_t = 0.25)]
+        score: f32,
+        /// IoU threshold (NMS layouts)
+        #[arg(long, default_value_t = 0.40)]
+        iou: f32,
+        /// Detections per class (NMS layouts)
+        #[arg(long, default_value_t = 20)]
+        max_per_class: i64,
+        /// K of fixed-size layouts
+        #[arg(long, default_value_t = 100)]
+        max_det: usize,
+        /// Print what was done as JSON
+        #[arg(long)]
+        json: bool,
+        /// Allow OUTPUT to be the input file itself
+        #[arg(long)]
+        in_place: bool,
     },
     /// Retune the NMS parameters of an already merged model (ours, PINTO's, YOLOv6 --end2end --ort).
     #[command(after_help = "Examples:\n  postmerge set merged.onnx -o retuned.onnx --score 0.3 --iou 0.5 --max-per-class 50\n  postmerge set merged.onnx -o merged.onnx --in-place --score 0.35")]
@@ -274,6 +310,7 @@ fn merge_options(score: f32, iou: f32, max_per_class: i64, max_det: usize, layou
             FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
             FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
         }),
+        normalize_boxes: false,
     }
 }
 
@@ -313,8 +350,8 @@ where
                     }
                     let original = if check { Some(m.clone()) } else { None };
                     let extra = then(&mut m, job).with_context(|| format!("cannot process `{}`", input.display()))?;
-                    if !extra.is_null() {
-                        report.insert("merge".into(), extra);
+                    if let serde_json::Value::Object(extra) = extra {
+                        report.extend(extra);
                     }
                     m.save(&job.output, &Default::default()).with_context(|| format!("cannot save `{}`", job.output.display()))?;
                     if let Some(o) = original {
@@ -325,6 +362,7 @@ where
                         };
                         let r = postmerge::check::check_models(&o, &written, &postmerge::check::CheckOptions { input: inp, tol: Default::default() })?;
                         report.insert("check".into(), serde_json::to_value(&r)?);
+                        report.insert("check_text".into(), postmerge::check::render_report(&r).into());
                         if !r.ok {
                             anyhow::bail!("check FAILED for `{}`:\n{}", job.output.display(), postmerge::check::render_report(&r));
                         }
@@ -354,9 +392,23 @@ where
     } else {
         for v in &values {
             let out = v["output"].as_str().unwrap_or("?");
+            if let Some(q) = v.get("quant_prep") {
+                println!("{out}: prepared for INT8: {} nodes to exclude (sidecar {}), {} folded, {} value_info", q["nodes_to_exclude"].as_array().map(|a| a.len()).unwrap_or(0), std::path::Path::new(out).with_extension("nodes_to_exclude.json").display(), q["folded_nodes"], q["value_info"]);
+            }
+            if let Some(mr) = v.get("merge") {
+                if mr.get("layout").is_some() {
+                    for n in mr["notes"].as_array().into_iter().flatten() {
+                        eprintln!("note: {}", n.as_str().unwrap_or(""));
+                    }
+                    println!("{out}: merged {} head, layout {}, opset {}, {} nodes appended ({})", mr["family"].as_str().unwrap_or("?"), mr["layout"].as_str().unwrap_or("?"), mr["opset"], mr["appended_nodes"], mr["outputs"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+                }
+            }
+            if let Some(c) = v.get("check_text") {
+                eprint!("{}", c.as_str().unwrap_or(""));
+            }
             if let Some(r) = v.get("resize") {
                 println!("{out}: {}x{} -> {}x{}, batch {} -> {}, N {} -> {}, {} constants rewritten", r["from"][0], r["from"][1], r["to"][0], r["to"][1], r["batch_from"].as_str().unwrap_or(""), r["batch_to"].as_str().unwrap_or(""), r["boxes_from"], r["boxes_to"], r["rewrites"].as_array().map(|a| a.len()).unwrap_or(0));
-            } else {
+            } else if v.get("merge").is_none() && v.get("quant_prep").is_none() {
                 println!("{out}: written");
             }
         }
@@ -370,6 +422,13 @@ where
         anyhow::bail!("{} of {total} outputs failed:\n{msg}", failed.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `out.onnx` → `out.nodes_to_exclude.json`, a JSON list quantize_static accepts as is.
+fn write_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<()> {
+    let p = output.with_extension("nodes_to_exclude.json");
+    let text = serde_json::to_string_pretty(nodes)? + "\n";
+    postmerge::model::atomic_write(&p, text.as_bytes()).with_context(|| format!("cannot write `{}`", p.display()))
 }
 
 /// Refuse to overwrite the input unless asked to.
@@ -418,67 +477,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image, sizes, batch } => {
-            use postmerge::postprocess::Layout;
-            if !sizes.is_empty() || batch.is_some() {
-                let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
-                let opts = merge_options(score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family);
-                return run_jobs(&input, jobs, json, move |m, _| {
-                    let rep = postmerge::passes::merge::merge(m, &opts)?;
-                    Ok(serde_json::to_value(&rep)?)
-                }, check, image);
-            }
-            let output = PathBuf::from(output);
-            check_output(&input, &output, in_place)?;
-            let mut m = load(&input)?;
-            let opts = postmerge::passes::merge::MergeOptions {
-                score_threshold: score,
-                iou_threshold: iou,
-                max_per_class,
-                max_det,
-                layout: layout.map(|l| match l {
-                    LayoutArg::Pinto => Layout::Pinto,
-                    LayoutArg::PintoGoldyolo => Layout::PintoGoldYolo,
-                    LayoutArg::Trt => Layout::Trt { max_det },
-                    LayoutArg::Ultralytics => Layout::Ultralytics { max_det },
-                    LayoutArg::Decoded => Layout::Decoded,
-                }),
-                agnostic,
-                thresholds: match thresholds {
-                    ThresholdsArg::Const => postmerge::passes::merge::Thresholds::Const,
-                    ThresholdsArg::Inputs => postmerge::passes::merge::Thresholds::Inputs,
-                },
-                opset,
-                family: family.map(|f| match f {
-                    FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
-                    FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
-                    FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
-                }),
-            };
-            let original = if check { Some(m.clone()) } else { None };
-            let rep = postmerge::passes::merge::merge(&mut m, &opts).with_context(|| format!("cannot merge `{}`", input.display()))?;
-            m.save(&output, &Default::default()).with_context(|| format!("cannot save `{}`", output.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&rep)?);
-            } else {
-                for n in &rep.notes {
-                    eprintln!("note: {n}");
+        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image, sizes, batch, quant_prep } => {
+            let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
+            let mut opts = merge_options(score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family);
+            opts.normalize_boxes = quant_prep;
+            run_jobs(&input, jobs, json, move |m, job| {
+                let rep = postmerge::passes::merge::merge(m, &opts)?;
+                let mut v = serde_json::json!({ "merge": serde_json::to_value(&rep)? });
+                if quant_prep {
+                    let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
+                    write_sidecar(&job.output, &q.nodes_to_exclude)?;
+                    v["quant_prep"] = serde_json::to_value(&q)?;
                 }
-                eprintln!("merged {:?} head: layout {}, opset {}, {} nodes appended -> {} ({})", rep.family, rep.layout, rep.opset, rep.appended_nodes, output.display(), rep.outputs.join(", "));
-            }
-            if let Some(original) = original {
-                let written = load(&output)?;
-                let input = match image {
-                    Some(p) => postmerge::check::CheckInput::Image(p),
-                    None => postmerge::check::CheckInput::Synthetic,
-                };
-                let r = postmerge::check::check_models(&original, &written, &postmerge::check::CheckOptions { input, tol: Default::default() })?;
-                eprint!("{}", postmerge::check::render_report(&r));
-                if !r.ok {
-                    return Ok(ExitCode::from(1));
+                Ok(v)
+            }, check, image)
+        }
+        Cmd::QuantPrep { input, output, layout, score, iou, max_per_class, max_det, json, in_place } => {
+            let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
+            let mut opts = merge_options(score, iou, max_per_class, max_det, Some(layout.unwrap_or(LayoutArg::Decoded)), false, ThresholdsArg::Const, None, None);
+            opts.normalize_boxes = true;
+            run_jobs(&input, jobs, json, move |m, job| {
+                let mut v = serde_json::json!({});
+                let head = postmerge::head::recognize(m, None)?;
+                if head.family != postmerge::head::Family::Merged {
+                    v["merge"] = serde_json::to_value(postmerge::passes::merge::merge(m, &opts)?)?;
+                } else {
+                    v["note"] = "already merged: graph preparation only (boxes stay as the model computes them)".into();
                 }
-            }
-            Ok(ExitCode::SUCCESS)
+                let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
+                write_sidecar(&job.output, &q.nodes_to_exclude)?;
+                v["quant_prep"] = serde_json::to_value(&q)?;
+                Ok(v)
+            }, false, None)
         }
         Cmd::Resize { input, output, sizes, batch, json } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), false)?;

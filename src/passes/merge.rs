@@ -56,11 +56,14 @@ pub struct MergeOptions {
     pub opset: Option<i64>,
     /// Override the recognized family.
     pub family: Option<Family>,
+    /// Boxes normalized to [0, 1] by the input width/height (quantization-friendly; folded into
+    /// the decode's stride constants where the decode is appended).
+    pub normalize_boxes: bool,
 }
 
 impl Default for MergeOptions {
     fn default() -> Self {
-        MergeOptions { score_threshold: 0.25, iou_threshold: 0.40, max_per_class: 20, max_det: 100, layout: None, agnostic: false, thresholds: Thresholds::Const, opset: None, family: None }
+        MergeOptions { score_threshold: 0.25, iou_threshold: 0.40, max_per_class: 20, max_det: 100, layout: None, agnostic: false, thresholds: Thresholds::Const, opset: None, family: None, normalize_boxes: false }
     }
 }
 
@@ -159,7 +162,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     // the head output stops being a graph output
     let old_outputs: Vec<ValueInfoProto> = std::mem::take(&mut g.output);
     let mut b = Builder::new(g, PREFIX, opset);
-    let (boxes, scores) = append_decode(&mut b, &head, &out, n_boxes, classes)?;
+    let (boxes, scores) = append_decode(&mut b, &head, &out, n_boxes, classes, opts.normalize_boxes)?;
 
     let new_outputs: Vec<ValueInfoProto>;
     let f32t = DataType::Float as i32;
@@ -250,7 +253,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         bail!("--thresholds inputs needs IR version 4 or later (initializers as input defaults)");
     }
     let desc = format!(
-        "family={}; layout={}; score={}; iou={}; max_per_class={}; agnostic={}; thresholds={}; max_det={}",
+        "family={}; layout={}; score={}; iou={}; max_per_class={}; agnostic={}; thresholds={}; max_det={}{}",
         serde_json::to_value(head.family)?.as_str().unwrap_or("?"),
         layout.name(),
         opts.score_threshold,
@@ -258,7 +261,8 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         opts.max_per_class,
         opts.agnostic,
         if opts.thresholds == Thresholds::Const { "const" } else { "inputs" },
-        opts.max_det
+        opts.max_det,
+        if opts.normalize_boxes { format!("; boxes=normalized/{}x{}", head.height.unwrap_or(0), head.width.unwrap_or(0)) } else { String::new() }
     );
     set_metadata(&mut m.proto, "postmerge.merge", &desc);
     Ok(MergeReport {
@@ -289,24 +293,36 @@ pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
 }
 
 /// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
-fn append_decode(b: &mut Builder, head: &Head, out: &str, n: i64, c: i64) -> Result<(String, String)> {
+fn append_decode(b: &mut Builder, head: &Head, out: &str, n: i64, c: i64, normalize: bool) -> Result<(String, String)> {
     let xy = b.slice(out, &[0], &[2], &[2]);
     let wh = b.slice(out, &[2], &[4], &[2]);
     let obj = b.slice(out, &[4], &[5], &[2]);
     let cls = b.slice(out, &[5], &[5 + c], &[2]);
-    let (cxcy, whp) = if head.family == Family::YoloxRaw {
+    let (w, h) = (head.width.unwrap_or(1) as f32, head.height.unwrap_or(1) as f32);
+    let (cxcy, whp, half) = if head.family == Family::YoloxRaw {
         let (grid, stride) = grid_tensors(head)?;
         let gname = b.init("grid", tensor_f32("", &[1, n, 2], &grid));
-        let sname = b.init("stride", tensor_f32("", &[1, n, 1], &stride));
+        // normalized: the per-anchor stride becomes (s/W, s/H), so no op is added at run time
+        let sname = if normalize {
+            let sxy: Vec<f32> = stride.iter().flat_map(|&s| [s / w, s / h]).collect();
+            b.init("stride_normalized", tensor_f32("", &[1, n, 2], &sxy))
+        } else {
+            b.init("stride", tensor_f32("", &[1, n, 1], &stride))
+        };
         let a = b.op("Add", &[&xy, &gname], vec![]);
         let cxcy = b.op("Mul", &[&a, &sname], vec![]);
         let e = b.op("Exp", &[&wh], vec![]);
         let whp = b.op("Mul", &[&e, &sname], vec![]);
-        (cxcy, whp)
+        (cxcy, whp, b.const_f32("half", &[1], &[0.5]))
+    } else if normalize {
+        // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is folded
+        // into the 0.5 of the corner conversion
+        let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
+        let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
+        (cxcy, wh, b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]))
     } else {
-        (xy, wh)
+        (xy, wh, b.const_f32("half", &[1], &[0.5]))
     };
-    let half = b.const_f32("half", &[1], &[0.5]);
     let hw = b.op("Mul", &[&whp, &half], vec![]);
     let x1y1 = b.op("Sub", &[&cxcy, &hw], vec![]);
     let x2y2 = b.op("Add", &[&cxcy, &hw], vec![]);

@@ -2,6 +2,7 @@
 //! graph topologically sorted; unknown ops pass through untouched.
 
 pub mod merge;
+pub mod quant_prep;
 pub mod resize;
 pub mod set;
 
