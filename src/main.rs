@@ -305,11 +305,7 @@ fn merge_options(score: f32, iou: f32, max_per_class: i64, max_det: usize, layou
             ThresholdsArg::Inputs => postmerge::passes::merge::Thresholds::Inputs,
         },
         opset,
-        family: family.map(|f| match f {
-            FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
-            FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
-            FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
-        }),
+        family: family.map(Into::into),
         normalize_boxes: false,
     }
 }
@@ -461,6 +457,16 @@ enum FamilyArg {
     GoldYolo,
 }
 
+impl From<FamilyArg> for postmerge::head::Family {
+    fn from(f: FamilyArg) -> Self {
+        match f {
+            FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
+            FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
+            FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
+        }
+    }
+}
+
 fn load(p: &PathBuf) -> Result<Model> {
     Model::load(p)
 }
@@ -534,11 +540,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Detect { model, image, output, json, score, iou, max_per_class, family } => {
             let m = load(&model)?;
             let params = postmerge::postprocess::NmsParams { score_threshold: score, iou_threshold: iou, max_per_class, agnostic: false };
-            let fam = family.map(|f| match f {
-                FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
-                FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
-                FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
-            });
+            let fam = family.map(Into::into);
             let (r, img) = postmerge::detect::detect(&m, &image, fam, &params).with_context(|| format!("cannot run `{}` on `{}`", model.display(), image.display()))?;
             postmerge::detect::save_png(&img, &output).with_context(|| format!("cannot save `{}`", output.display()))?;
             if json {

@@ -123,7 +123,7 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
                 let in_spatial = probe.shape(&n.input[0]).map(|s| s.iter().any(is_spatial)).unwrap_or(false);
                 if let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) {
                     // constant parts of the sizes operand
-                    let parts = const_parts(g, &ix, sz);
+                    let parts = const_parts(g, &ix, Some(&numeric), sz);
                     for (cname, vals, offset) in parts {
                         // only spatial elements (index ≥ 2 of the full sizes vector)
                         if offset + vals.len() > 2 {
@@ -162,7 +162,7 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
                 let data_in = if n.op_type() == "ConstantOfShape" { None } else { probe.shape(&n.input[0]).cloned() };
                 let num_in = if n.op_type() == "ConstantOfShape" { None } else { numeric.shape(&n.input[0]).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>()) };
                 let num_out = numeric.shape(&n.output[0]).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>());
-                let parts = const_parts(g, &ix, n.input.get(operand).map(String::as_str).unwrap_or(""));
+                let parts = const_parts(g, &ix, Some(&numeric), n.input.get(operand).map(String::as_str).unwrap_or(""));
                 if let (Some(pin), Some(nin), Some(nout), "Reshape") = (&data_in, &num_in, &num_out, n.op_type()) {
                     if pin.iter().any(is_spatial) {
                         if let Some(groups) = reshape_groups(nin, nout) {
@@ -257,8 +257,9 @@ fn head_dims(head: &Head, dims: &[i64]) -> Option<String> {
 }
 
 /// Constant pieces of a 1-D int operand: the whole thing if it is a constant, or the constant
-/// inputs of the `Concat` producing it, each with its element offset.
-fn const_parts(g: &crate::onnx::GraphProto, ix: &GraphIndex, name: &str) -> Vec<(String, Vec<i64>, usize)> {
+/// inputs of the `Concat` producing it, each with its element offset (runtime parts count with
+/// their length from `shapes`, 1 if unknown).
+pub fn const_parts(g: &crate::onnx::GraphProto, ix: &GraphIndex, shapes: Option<&crate::shape::Shapes>, name: &str) -> Vec<(String, Vec<i64>, usize)> {
     let vals_of = |t: &crate::onnx::TensorProto| crate::tensor::values(t).ok().filter(|v| !v.is_float() && v.len() <= 16).map(|v| v.as_i64());
     if name.is_empty() {
         return vec![];
@@ -280,7 +281,7 @@ fn const_parts(g: &crate::onnx::GraphProto, ix: &GraphIndex, name: &str) -> Vec<
                 out.push((i.clone(), v, off));
                 off += l;
             }
-            None => off += 1, // runtime parts are single Unsqueezed scalars in these exports
+            None => off += shapes.and_then(|s| s.shape(i)).and_then(|s| s.first()).and_then(Dim::known).unwrap_or(1) as usize,
         }
     }
     out

@@ -13,26 +13,10 @@ fn opts(input: std::path::PathBuf) -> CheckOptions {
     CheckOptions { input: CheckInput::Npy(input), tol: Default::default() }
 }
 
-fn pairs() -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
-    let mut v = Vec::new();
-    for p in common::all_models() {
-        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-        if stem.ends_with("_e2e_ort") || stem.starts_with("rich") {
-            continue;
-        }
-        for dir in [common::shared().join("ref").join(&stem), common::fixtures().join("ref").join(&stem)] {
-            if dir.join("input.npy").exists() {
-                v.push((p.clone(), dir.join("input.npy")));
-                break;
-            }
-        }
-    }
-    v
-}
 
 #[test]
 fn check_passes_on_every_merged_model() {
-    for (p, input) in pairs() {
+    for (p, input) in common::models_with_inputs() {
         let o = Model::load(&p).unwrap();
         for layout in [None, Some(Layout::Trt { max_det: 100 })] {
             let mut m = o.clone();

@@ -30,21 +30,7 @@ fn spec(m: &Model) -> HeadSpec {
 
 /// Models with a reference input: (model path, ref dir).
 fn cases() -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
-    let mut v = Vec::new();
-    for p in common::all_models() {
-        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-        if stem.ends_with("_e2e_ort") || stem.starts_with("rich") {
-            continue;
-        }
-        for dir in [common::shared().join("ref").join(&stem), common::fixtures().join("ref").join(&stem)] {
-            if dir.join("input.npy").exists() {
-                v.push((p.clone(), dir));
-                break;
-            }
-        }
-    }
-    assert!(v.len() >= 12, "{v:?}");
-    v
+    common::models_with_inputs().into_iter().map(|(m, i)| (m, i.parent().unwrap().to_path_buf())).collect()
 }
 
 fn check_one(path: &std::path::Path, refdir: &std::path::Path, layout: Layout, opts: &MergeOptions) {

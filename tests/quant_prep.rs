@@ -11,26 +11,10 @@ use postmerge::passes::quant_prep::{quant_prep, QuantPrepOptions};
 use postmerge::postprocess::Layout;
 use postmerge::run::run_once;
 
-fn cases() -> Vec<(std::path::PathBuf, std::path::PathBuf)> {
-    let mut v = Vec::new();
-    for p in common::all_models() {
-        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-        if stem.ends_with("_e2e_ort") || stem.starts_with("rich") {
-            continue;
-        }
-        for dir in [common::shared().join("ref").join(&stem), common::fixtures().join("ref").join(&stem)] {
-            if dir.join("input.npy").exists() {
-                v.push((p.clone(), dir.join("input.npy")));
-                break;
-            }
-        }
-    }
-    v
-}
 
 #[test]
 fn prepared_float_outputs_equal_the_unprepared_ones() {
-    for (p, input) in cases() {
+    for (p, input) in common::models_with_inputs() {
         let x = read_npy_file(&input).unwrap();
         let base = Model::load(&p).unwrap();
         let h = postmerge::head::recognize(&base, None).unwrap();

@@ -189,35 +189,6 @@ fn int_const(g: &GraphProto, ix: &GraphIndex, name: &str) -> Option<(TensorProto
     Some((t.clone(), v.as_i64()))
 }
 
-/// Constant pieces of a 1-D int operand (the whole constant, or constant inputs of a Concat),
-/// with their element offsets.
-fn const_parts(g: &GraphProto, ix: &GraphIndex, s0: &Shapes, name: &str) -> Vec<(String, Vec<i64>, usize)> {
-    if name.is_empty() {
-        return vec![];
-    }
-    if let Some((_, v)) = int_const(g, ix, name) {
-        return vec![(name.to_string(), v, 0)];
-    }
-    let Some(&p) = ix.producer.get(name) else { return vec![] };
-    let n = &g.node[p];
-    if n.op_type() != "Concat" {
-        return vec![];
-    }
-    let mut out = Vec::new();
-    let mut off = 0usize;
-    for i in &n.input {
-        match int_const(g, ix, i) {
-            Some((_, v)) => {
-                let l = v.len();
-                out.push((i.clone(), v, off));
-                off += l;
-            }
-            // a runtime part: its length from inference at the old size (1 if unknown)
-            None => off += s0.shape(i).and_then(|s| s.first()).and_then(Dim::known).unwrap_or(1) as usize,
-        }
-    }
-    out
-}
 
 /// Re-specialize `m` in place.
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
@@ -398,7 +369,7 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
     match n.op_type() {
         "Resize" => {
             let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) else { return Ok(()) };
-            let parts = const_parts(g, &ix, cx.s0, sz);
+            let parts = crate::resdep::const_parts(g, &ix, Some(cx.s0), sz);
             if parts.is_empty() {
                 return Ok(());
             }
@@ -462,7 +433,7 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             }
         }
         "Reshape" => {
-            let parts = const_parts(g, &ix, cx.s0, &n.input[1]);
+            let parts = crate::resdep::const_parts(g, &ix, Some(cx.s0), &n.input[1]);
             if parts.is_empty() {
                 return Ok(());
             }

@@ -71,3 +71,24 @@ pub fn file_hash(p: &Path) -> String {
     let b = std::fs::read(p).unwrap_or_default();
     format!("{:x}", Sha256::digest(&b))
 }
+
+/// Every shared model and fixture that has a reference input (shared/ref/<stem>/input.npy or
+/// tests/fixtures/ref/<stem>/input.npy), except the already merged `_e2e_ort` file and the
+/// non-detector `rich_*` fixture: (model, input.npy).
+pub fn models_with_inputs() -> Vec<(PathBuf, PathBuf)> {
+    let mut v = Vec::new();
+    for p in all_models() {
+        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
+        if stem.ends_with("_e2e_ort") || stem.starts_with("rich") {
+            continue;
+        }
+        for dir in [shared().join("ref").join(&stem), fixtures().join("ref").join(&stem)] {
+            if dir.join("input.npy").exists() {
+                v.push((p.clone(), dir.join("input.npy")));
+                break;
+            }
+        }
+    }
+    assert!(v.len() >= 12, "{v:?}");
+    v
+}
