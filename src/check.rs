@@ -95,7 +95,7 @@ pub fn compare_outputs(layout: &Layout, expected: &[OutputTensor], actual: &[(St
             Some(iv) if !matches!(a.data, crate::npy::NpyData::F32(_) | crate::npy::NpyData::F64(_)) => iv.into_iter().map(|x| x as f64).collect(),
             _ => a.to_f32().into_iter().map(f64::from).collect(),
         };
-        if ev.len() % width.max(1) != 0 || av.len() % width.max(1) != 0 {
+        if !ev.len().is_multiple_of(width.max(1)) || !av.len().is_multiple_of(width.max(1)) {
             bail!("output `{}`: {} vs {} values", e.name, av.len(), ev.len());
         }
         let (erows, arows) = (ev.len() / width.max(1), av.len() / width.max(1));

@@ -319,7 +319,7 @@ where
     use std::io::IsTerminal;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
-    let base = load(&input.to_path_buf())?;
+    let base = load(input)?;
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -467,7 +467,7 @@ impl From<FamilyArg> for postmerge::head::Family {
     }
 }
 
-fn load(p: &PathBuf) -> Result<Model> {
+fn load(p: &std::path::Path) -> Result<Model> {
     Model::load(p)
 }
 

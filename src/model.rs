@@ -276,7 +276,7 @@ impl Model {
             if data.len() < threshold {
                 continue;
             }
-            while blob.len() % 4096 != 0 {
+            while !blob.len().is_multiple_of(4096) {
                 blob.push(0);
             }
             let off = blob.len();

@@ -14,6 +14,7 @@
 //! 7. the nodes after the last Conv (the head's reshapes/concats, the decode, NMS and the output
 //!    layout) listed as `nodes_to_exclude`: boxes (pixels or [0, 1]) and probabilities must not
 //!    share one quantization scale, and the post-process must stay float.
+//!
 //! What was done is recorded in metadata (`postmerge.quant_prep`, `postmerge.nodes_to_exclude`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};

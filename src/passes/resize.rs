@@ -13,6 +13,7 @@
 //!   re-derived (one dim: the product; dims copied from a feature map: that map's new dims);
 //! - decoded-head tensors (grids, strides, anchor points, ones, aranges, `[1, N, 2]` shapes) are
 //!   recognized by their values at the old size and regenerated for the new grids.
+//!
 //! Anything baked that cannot be explained is an error naming the node and the value.
 
 use std::collections::{BTreeMap, HashMap};
