@@ -68,9 +68,19 @@ pub struct Head {
 /// Which stride sets a head may use.
 pub const STRIDE_SETS: [&[i64]; 2] = [&[8, 16, 32], &[8, 16, 32, 64]];
 
+/// Largest input side a head is recognized at (16384: N = 5.6 M boxes). Larger declared sizes are
+/// refused: the grids `merge` appends and the buffers `check`/`detect` allocate would be gigabytes,
+/// and 1e12-style dims would overflow the grid arithmetic.
+pub const MAX_INPUT_SIDE: i64 = 16384;
+
+/// Σ (h/s)·(w/s) over `strides`, `None` on overflow.
+fn grid_total(strides: &[i64], h: i64, w: i64) -> Option<i64> {
+    strides.iter().try_fold(0i64, |acc, s| (h / s).checked_mul(w / s).and_then(|c| acc.checked_add(c)))
+}
+
 /// The stride set whose grids add up to `n` for an `h`×`w` input.
 pub fn strides_for(n: i64, h: i64, w: i64) -> Option<Vec<i64>> {
-    STRIDE_SETS.iter().find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && ss.iter().map(|s| (h / s) * (w / s)).sum::<i64>() == n).map(|s| s.to_vec())
+    STRIDE_SETS.iter().find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && grid_total(ss, h, w) == Some(n)).map(|s| s.to_vec())
 }
 
 fn is_trt_plugin(op: &str, domain: &str) -> bool {
@@ -146,6 +156,11 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     let batch = input_shape[0].clone();
     let height = input_shape[2].known();
     let width = input_shape[3].known();
+    for (what, v) in [("height", height), ("width", width)] {
+        if let Some(v) = v.filter(|&v| v <= 0 || v > MAX_INPUT_SIDE) {
+            bail!("input `{input}` declares shape {}: {what} {v} is outside 1..={MAX_INPUT_SIDE}, not an image size this tool can handle", fmt_shape(&input_shape));
+        }
+    }
     let mut head = Head {
         family: Family::Merged,
         rule: String::new(),
@@ -207,7 +222,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     let Some(out) = head.output.clone() else {
         bail!(
             "no detection head found: expected an output [B, N, 5+C] with N = sum of (H/s)*(W/s) over strides 8,16,32 (or up to 64) = {} for a {h}x{w} input; found {}",
-            STRIDE_SETS.iter().map(|ss| ss.iter().map(|s| (h / s) * (w / s)).sum::<i64>().to_string()).collect::<Vec<_>>().join(" or "),
+            STRIDE_SETS.iter().map(|ss| grid_total(ss, h, w).map(|t| t.to_string()).unwrap_or_else(|| "(overflow)".into())).collect::<Vec<_>>().join(" or "),
             found.join(", ")
         );
     };

@@ -389,9 +389,13 @@ where
         for v in &values {
             let out = v["output"].as_str().unwrap_or("?");
             if let Some(q) = v.get("quant_prep") {
-                println!("{out}: prepared for INT8: {} nodes to exclude (sidecar {}), {} folded, {} value_info", q["nodes_to_exclude"].as_array().map(|a| a.len()).unwrap_or(0), std::path::Path::new(out).with_extension("nodes_to_exclude.json").display(), q["folded_nodes"], q["value_info"]);
+                println!("{out}: prepared for INT8 (opset {}): {} nodes to exclude (sidecar {}), {} folded, {} value_info", q["opset_to"], q["nodes_to_exclude"].as_array().map(|a| a.len()).unwrap_or(0), std::path::Path::new(out).with_extension("nodes_to_exclude.json").display(), q["folded_nodes"], q["value_info"]);
             }
             if let Some(mr) = v.get("merge") {
+                let mut mr = mr.clone();
+                if let Some(q) = v.get("quant_prep") {
+                    mr["opset"] = q["opset_to"].clone();
+                }
                 if mr.get("layout").is_some() {
                     for n in mr["notes"].as_array().into_iter().flatten() {
                         eprintln!("note: {}", n.as_str().unwrap_or(""));

@@ -242,6 +242,20 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
     Ok(out)
 }
 
+/// Product of dims: `Ok(None)` when one is symbolic, an error when it overflows i64 (hostile
+/// dims such as 1e12 x 1e12 must be an error, not a panic).
+fn known_product<'a>(dims: impl Iterator<Item = &'a Dim> + Clone) -> Result<Option<i64>> {
+    if dims.clone().any(|d| d.known().is_none()) {
+        return Ok(None);
+    }
+    let mut p: i64 = 1;
+    for d in dims {
+        let v = d.known().unwrap_or(1);
+        p = p.checked_mul(v).ok_or_else(|| anyhow::anyhow!("element count overflows (a dim of {v})"))?;
+    }
+    Ok(Some(p))
+}
+
 fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
@@ -326,7 +340,7 @@ fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
                     if b == 0 {
                         return None;
                     }
-                    a.div_euclid(b) // ONNX integer Div truncates; shapes are non-negative here
+                    a.checked_div_euclid(b)? // ONNX integer Div truncates; shapes are non-negative here
                 }
                 "Equal" => (a == b) as i64,
                 _ => return None,
@@ -341,18 +355,21 @@ fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
 }
 
 fn pool_out(inp: i64, k: i64, stride: i64, pad: i64, dil: i64, ceil: bool) -> i64 {
+    // i128: hostile attributes (i64::MAX kernels, pads, dilations) must not overflow
+    let (inp, k, stride, pad, dil) = (inp as i128, k as i128, stride as i128, pad as i128, dil as i128);
     let eff = dil * (k - 1) + 1;
     let num = inp + pad - eff;
     if num < 0 {
         return 0;
     }
-    if ceil {
+    let o = if ceil {
         let o = (num + stride - 1) / stride + 1;
         // last window must start inside the (left-padded) input
         if (o - 1) * stride >= inp + pad / 2 { o - 1 } else { o }
     } else {
         num / stride + 1
-    }
+    };
+    i64::try_from(o).unwrap_or(i64::MAX)
 }
 
 fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
@@ -380,10 +397,11 @@ fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
         if strides[i] <= 0 || dil[i] <= 0 || kernel[i] <= 0 {
             bail!("non-positive kernel/stride/dilation");
         }
+        let (d128, s128, k128, dl128) = (d as i128, strides[i] as i128, kernel[i] as i128, dil[i] as i128);
         let o = match auto.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => (d + strides[i] - 1) / strides[i],
-            "VALID" => (d - dil[i] * (kernel[i] - 1) - 1) / strides[i] + 1,
-            _ => pool_out(d, kernel[i], strides[i], pads[i] + pads[i + sp], dil[i], ceil),
+            "SAME_UPPER" | "SAME_LOWER" => i64::try_from((d128 + s128 - 1) / s128).unwrap_or(i64::MAX),
+            "VALID" => i64::try_from((d128 - dl128 * (k128 - 1) - 1) / s128 + 1).unwrap_or(i64::MIN),
+            _ => pool_out(d, kernel[i], strides[i], pads[i].saturating_add(pads[i + sp]), dil[i], ceil),
         };
         if o <= 0 {
             bail!("kernel {:?} does not fit input {}", kernel, fmt_shape(x));
@@ -397,6 +415,9 @@ fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
 pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
     if !(n.domain().is_empty() || n.domain() == "ai.onnx") {
         bail!("op of domain `{}` is not inferred", n.domain());
+    }
+    if n.output.is_empty() {
+        bail!("the node has no outputs");
     }
     let op = n.op_type();
     let dt0 = input(n, s, 0).and_then(|i| i.dtype);
@@ -509,6 +530,9 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         "Conv" | "ConvTranspose" => {
             let x = req_shape(n, s, 0)?;
             let w = req_shape(n, s, 1)?;
+            if w.len() < 3 {
+                bail!("weight `{}` has shape {}, expected [M, C/group, k...]", n.input[1], fmt_shape(w));
+            }
             let kernel: Vec<i64> = match attr_ints(n, "kernel_shape") {
                 Some(k) => k.to_vec(),
                 None => w[2..].iter().map(|d| d.known().unwrap_or(1)).collect(),
@@ -565,7 +589,8 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         "Concat" => {
             let axis = attr_i(n, "axis").unwrap_or(0);
             let shapes: Vec<&Vec<Dim>> = (0..n.input.len()).map(|i| req_shape(n, s, i)).collect::<Result<_>>()?;
-            let r = shapes[0].len();
+            let Some(first) = shapes.first() else { bail!("Concat without inputs") };
+            let r = first.len();
             let a = norm_axis(axis, r)?;
             let mut out = shapes[0].clone();
             let mut total: Option<i64> = Some(0);
@@ -574,7 +599,7 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                     bail!("inputs of different ranks");
                 }
                 total = match (total, sh[a].known()) {
-                    (Some(t), Some(v)) => Some(t + v),
+                    (Some(t), Some(v)) => Some(t.checked_add(v).ok_or_else(|| anyhow::anyhow!("concatenated dim {t} + {v} overflows"))?),
                     _ => None,
                 };
                 for (k, d) in sh.iter().enumerate() {
@@ -622,8 +647,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 }
             }
             if let Some(k) = infer_at {
-                let total: Option<i64> = xs.and_then(|s| s.iter().map(Dim::known).product::<Option<i64>>());
-                let rest: Option<i64> = out.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, d)| d.known()).product::<Option<i64>>();
+                let total: Option<i64> = match xs {
+                    Some(s) => known_product(s.iter())?,
+                    None => None,
+                };
+                let rest: Option<i64> = known_product(out.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, d)| d))?;
                 out[k] = match (total, rest) {
                     (Some(t), Some(r)) if r > 0 && t % r == 0 => Dim::Known(t / r),
                     (Some(_), Some(r)) => bail!("cannot reshape {} to {} (element count not divisible by {r})", fmt_shape(xs.unwrap()), fmt_shape(&target)),
@@ -632,8 +660,8 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                         let sym = xs.and_then(|s| s.iter().find_map(|d| if let Dim::Sym(x) = d { Some(x.clone()) } else { None }));
                         match (sym, xs) {
                             (Some(sy), Some(sv)) => {
-                                let known_in: Option<i64> = sv.iter().filter_map(Dim::known).product::<i64>().into();
-                                let known_out: i64 = out.iter().enumerate().filter(|(i, _)| *i != k).filter_map(|(_, d)| d.known()).product();
+                                let known_in: Option<i64> = known_product(sv.iter().filter(|d| d.known().is_some()))?;
+                                let known_out: i64 = known_product(out.iter().enumerate().filter(|(i, d)| *i != k && d.known().is_some()).map(|(_, d)| d))?.unwrap_or(1);
                                 let syms_out = out.iter().enumerate().filter(|(i, d)| *i != k && matches!(d, Dim::Sym(_))).count();
                                 match known_in {
                                     Some(ki) if syms_out == 1 && known_out > 0 && ki % known_out == 0 => Dim::Known(ki / known_out),
@@ -646,8 +674,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                     }
                 };
             } else if let (Some(tin), Some(tout)) = (
-                xs.and_then(|s| s.iter().map(Dim::known).product::<Option<i64>>()),
-                out.iter().map(Dim::known).product::<Option<i64>>(),
+                match xs {
+                    Some(s) => known_product(s.iter())?,
+                    None => None,
+                },
+                known_product(out.iter())?,
             ) {
                 if tin != tout {
                     bail!("cannot reshape {} ({tin} elements) to {} ({tout} elements)", fmt_shape(xs.unwrap()), fmt_shape(&out));
@@ -667,8 +698,8 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             let x = req_shape(n, s, 0)?;
             let a = attr_i(n, "axis").unwrap_or(1);
             let a = if a < 0 { a + x.len() as i64 } else { a } as usize;
-            let prod = |ds: &[Dim]| -> Dim { ds.iter().map(Dim::known).product::<Option<i64>>().map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_flat", n.output[0]))) };
-            vec![Info::of(dt0, Some(vec![prod(&x[..a.min(x.len())]), prod(&x[a.min(x.len())..])]))]
+            let prod = |ds: &[Dim]| -> Result<Dim> { Ok(known_product(ds.iter())?.map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_flat", n.output[0])))) };
+            vec![Info::of(dt0, Some(vec![prod(&x[..a.min(x.len())])?, prod(&x[a.min(x.len())..])?]))]
         }
         "Transpose" => {
             let x = req(n, s, 0)?;
@@ -786,15 +817,18 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 }
                 match &xs[a] {
                     Dim::Known(d) => {
-                        let d = *d;
-                        let clampv = |v: i64, lo: i64, hi: i64| v.clamp(lo, hi);
-                        let (mut st, mut en) = (starts[k], ends[k]);
+                        if *d < 0 {
+                            bail!("input dim {d} is negative");
+                        }
+                        // i128: hostile starts/ends/steps (i64::MIN, i64::MAX) must not overflow
+                        let (d, step) = (*d as i128, step as i128);
+                        let (mut st, mut en) = (starts[k] as i128, ends[k] as i128);
                         if st < 0 { st += d; }
                         if en < 0 { en += d; }
-                        let (st, en) = if step > 0 { (clampv(st, 0, d), clampv(en, 0, d)) } else { (clampv(st, 0, d - 1), clampv(en, -1, d - 1)) };
+                        let (st, en) = if d == 0 { (0, 0) } else if step > 0 { (st.clamp(0, d), en.clamp(0, d)) } else { (st.clamp(0, d - 1), en.clamp(-1, d - 1)) };
                         let len = if step > 0 { ((en - st) + step - 1).max(0) / step } else { ((st - en) + (-step) - 1).max(0) / (-step) };
-                        out[a] = Dim::Known(len.max(0));
-                        ranges.push((a, st, en, step));
+                        out[a] = Dim::Known(len.max(0) as i64);
+                        ranges.push((a, st as i64, en as i64, step as i64));
                     }
                     Dim::Sym(sy) => {
                         if starts[k] == 0 && ends[k] >= i32::MAX as i64 && step == 1 {
@@ -825,9 +859,9 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 Some(p) => p,
                 None => {
                     let Some(d) = xs[a].known() else { bail!("Split of a symbolic axis") };
-                    let k = n.output.len() as i64;
+                    let (d, k) = (d as i128, n.output.len() as i128);
                     let each = (d + k - 1) / k;
-                    (0..k).map(|i| each.min(d - i * each).max(0)).collect()
+                    (0..k).map(|i| each.min(d - i * each).max(0) as i64).collect()
                 }
             };
             if parts.len() != n.output.len() {
@@ -890,7 +924,15 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             if rep.len() != xs.len() {
                 bail!("repeats {:?} do not match rank {}", rep, xs.len());
             }
-            let out = xs.iter().zip(&rep).map(|(d, &r)| match d { Dim::Known(v) => Dim::Known(v * r), Dim::Sym(sy) if r == 1 => Dim::Sym(sy.clone()), Dim::Sym(sy) => Dim::Sym(format!("{sy}*{r}")) }).collect();
+            let out = xs
+                .iter()
+                .zip(&rep)
+                .map(|(d, &r)| match d {
+                    Dim::Known(v) => v.checked_mul(r).map(Dim::Known).ok_or_else(|| anyhow::anyhow!("dim {v} repeated {r} times overflows")),
+                    Dim::Sym(sy) if r == 1 => Ok(Dim::Sym(sy.clone())),
+                    Dim::Sym(sy) => Ok(Dim::Sym(format!("{sy}*{r}"))),
+                })
+                .collect::<Result<Vec<Dim>>>()?;
             vec![Info::of(x.dtype, Some(out))]
         }
         "Range" => {
@@ -898,7 +940,8 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 let sym = Dim::Sym(format!("{}_len", n.output[0]));
                 return Ok(vec![Info::of(dt0, Some(vec![sym]))]);
             };
-            let (a, b, d) = (st.as_f64()[0], lim.as_f64()[0], dl.as_f64()[0]);
+            let first = |v: &Values, what: &str| v.as_f64().first().copied().ok_or_else(|| anyhow::anyhow!("Range {what} is an empty tensor"));
+            let (a, b, d) = (first(&st, "start")?, first(&lim, "limit")?, first(&dl, "delta")?);
             if d == 0.0 {
                 bail!("Range delta 0");
             }
@@ -987,7 +1030,7 @@ fn expand_values(v: &Values, in_shape: &[i64], out_shape: &[i64]) -> Option<Valu
     let mut acc = 1i64;
     for i in (0..r).rev() {
         in_strides[i] = if ins[i] == 1 { 0 } else { acc };
-        acc *= ins[i];
+        acc = acc.checked_mul(ins[i])?;
     }
     let src = v.as_f64();
     let mut out = Vec::with_capacity(total);

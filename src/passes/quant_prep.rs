@@ -26,7 +26,7 @@ use crate::graph::{attr_f, cleanup, describe, make_attr_ints, toposort, GraphInd
 use crate::model::Model;
 use crate::onnx::{tensor_proto::DataType, GraphProto};
 use crate::passes::{default_opset, set_default_opset, set_metadata};
-use crate::shape::{infer, make_vi, Dim};
+use crate::shape::{infer, make_vi};
 use crate::tensor::{numel, tensor_f32, tensor_from_values, tensor_i64, Values};
 
 /// Options of quant-prep.
@@ -333,10 +333,9 @@ pub fn quant_prep(m: &mut Model, opts: &QuantPrepOptions) -> Result<QuantPrepRep
     for n in &g.node {
         for o in n.output.iter().filter(|o| !o.is_empty() && !skip.contains(o.as_str())) {
             if let Some(info) = shapes.get(o) {
+                // static where it is static; data-dependent dims (after NMS) stay symbolic
                 if let (Some(dt), Some(s)) = (info.dtype, &info.shape) {
-                    if s.iter().all(|d| matches!(d, Dim::Known(_))) {
-                        vis.push(make_vi(o, dt, s));
-                    }
+                    vis.push(make_vi(o, dt, s));
                 }
             }
         }
@@ -352,6 +351,9 @@ pub fn quant_prep(m: &mut Model, opts: &QuantPrepOptions) -> Result<QuantPrepRep
         rep.opset_from, rep.opset_to, rep.removed_identity, rep.folded_batchnorm, rep.folded_nodes, rep.constants_to_initializers, rep.removed_dead_nodes, rep.removed_initializers, rep.value_info, rep.nodes_to_exclude.len()
     );
     set_metadata(&mut m.proto, "postmerge.quant_prep", &desc);
+    // what onnxruntime.quantization.preprocess writes after the same steps (shape inference and
+    // graph optimization); without it quantize_static asks for that preprocessing again
+    set_metadata(&mut m.proto, "onnx.quant.pre_process", "onnxruntime.quant");
     Ok(rep)
 }
 
