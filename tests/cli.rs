@@ -158,7 +158,7 @@ fn unwritable_output_leaves_nothing() {
 
 #[test]
 fn help_has_examples_for_each_subcommand() {
-    for sub in ["inspect", "diff", "convert"] {
+    for sub in ["inspect", "diff", "convert", "merge", "set", "resize", "check", "detect", "quant-prep"] {
         let (code, out, _) = run(&[sub, "--help"]);
         assert_eq!(code, 0);
         assert!(out.contains("Examples:") && out.contains(&format!("postmerge {sub}")), "{sub}: {out}");
