@@ -73,6 +73,10 @@ pub const STRIDE_SETS: [&[i64]; 2] = [&[8, 16, 32], &[8, 16, 32, 64]];
 /// and 1e12-style dims would overflow the grid arithmetic.
 pub const MAX_INPUT_SIDE: i64 = 16384;
 
+/// Largest static batch a head is recognized at (`merge` appends per-image constants of that
+/// size, `check` and `detect` allocate that many images).
+pub const MAX_BATCH: i64 = 4096;
+
 /// Σ (h/s)·(w/s) over `strides`, `None` on overflow.
 fn grid_total(strides: &[i64], h: i64, w: i64) -> Option<i64> {
     strides.iter().try_fold(0i64, |acc, s| (h / s).checked_mul(w / s).and_then(|c| acc.checked_add(c)))
@@ -156,9 +160,9 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     let batch = input_shape[0].clone();
     let height = input_shape[2].known();
     let width = input_shape[3].known();
-    for (what, v) in [("height", height), ("width", width)] {
-        if let Some(v) = v.filter(|&v| v <= 0 || v > MAX_INPUT_SIDE) {
-            bail!("input `{input}` declares shape {}: {what} {v} is outside 1..={MAX_INPUT_SIDE}, not an image size this tool can handle", fmt_shape(&input_shape));
+    for (what, v, max) in [("height", height, MAX_INPUT_SIDE), ("width", width, MAX_INPUT_SIDE), ("batch", batch.known(), MAX_BATCH)] {
+        if let Some(v) = v.filter(|&v| v <= 0 || v > max) {
+            bail!("input `{input}` declares shape {}: {what} {v} is outside 1..={max}, not a size this tool can handle", fmt_shape(&input_shape));
         }
     }
     let mut head = Head {
@@ -252,4 +256,17 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     head.family = Family::YoloxRaw;
     head.rule = format!("output `{out}` has no Exp and no constant-1 column on its path (raw YOLOX head: grid offsets, log sizes, sigmoid obj/cls); {strides_txt}");
     Ok(head)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strides_for_huge_sizes_does_not_overflow() {
+        let big = 1_000_000_000_000i64; // 1e12: (h/8)*(w/8) overflows i64
+        assert_eq!(strides_for(420, big, big), None);
+        assert_eq!(strides_for(420, 128, 160), Some(vec![8, 16, 32]));
+        assert_eq!(grid_total(&[8, 16, 32], i64::MAX - 7, i64::MAX - 7), None);
+    }
 }

@@ -259,7 +259,8 @@ fn known_product<'a>(dims: impl Iterator<Item = &'a Dim> + Clone) -> Result<Opti
 fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
     let r = rank as i64;
     let a = if axis < 0 { axis + r } else { axis };
-    if a < 0 || a >= r.max(1) {
+    // rank 0 has no axis at all (indexing dim 0 of a scalar's shape would panic)
+    if a < 0 || a >= r {
         bail!("axis {axis} out of range for rank {rank}");
     }
     Ok(a as usize)
@@ -303,7 +304,7 @@ fn dims_values(n: &NodeProto, s: &Shapes, i: usize) -> Option<Vec<Dim>> {
 
 fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
     let float = vals.iter().any(|v| v.is_float());
-    if vals.iter().any(|v| v.len() != vals[0].len() && v.len() != 1) {
+    if vals.iter().any(|v| v.is_empty()) || vals.iter().any(|v| v.len() != vals[0].len() && v.len() != 1) {
         return None;
     }
     let n = vals.iter().map(|v| v.len()).max()?;
@@ -454,7 +455,7 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 if let Some(v) = &x.value {
                     info.value = match v {
                         Values::F32(a) => Some(Values::F32(a.iter().map(|e| -e).collect())),
-                        Values::I64(a) => Some(Values::I64(a.iter().map(|e| -e).collect())),
+                        Values::I64(a) => Some(Values::I64(a.iter().map(|e| e.wrapping_neg()).collect())),
                         _ => None,
                     };
                 }
@@ -1067,4 +1068,58 @@ pub fn declared_input(g: &GraphProto, name: &str) -> Option<Vec<Dim>> {
 /// Sanity: attribute float getter used by callers that mirror shape rules.
 pub fn attr_float(n: &NodeProto, name: &str) -> Option<f32> {
     attr_f(n, name)
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    //! Regressions for panics found by tests/hostile.rs, tests/props.rs and fuzzing: each of these
+    //! nodes used to panic (overflow, empty operand, missing output); now it is an error or a
+    //! plain result.
+    use super::*;
+    use crate::graph::{make_attr_i, make_attr_ints, make_node};
+
+    fn s(entries: Vec<(&str, Option<Vec<i64>>, Option<Values>)>) -> Shapes {
+        let mut s = Shapes::default();
+        for (name, shape, value) in entries {
+            let mut i = Info::of(Some(DataType::Int64 as i32), shape.map(|v| known(&v)));
+            i.value = value;
+            set_dims_value(&mut i);
+            s.map.insert(name.to_string(), i);
+        }
+        s
+    }
+
+    #[test]
+    fn hostile_nodes_are_errors_not_panics() {
+        let big = 1_000_000_000_000i64;
+        let cases: Vec<(NodeProto, Shapes, bool)> = vec![
+            // Reshape whose target element count overflows i64
+            (make_node("Reshape", "r", &["x", "t"], &["y"], vec![]), s(vec![("x", Some(vec![1, 85, 420]), None), ("t", Some(vec![4]), Some(Values::I64(vec![1, 85, big, big])))]), false),
+            // Range with an empty start
+            (make_node("Range", "r", &["a", "b", "c"], &["y"], vec![]), s(vec![("a", Some(vec![0]), Some(Values::I64(vec![]))), ("b", Some(vec![]), Some(Values::I64(vec![5]))), ("c", Some(vec![]), Some(Values::I64(vec![1])))]), false),
+            // Split / NonMaxSuppression / Reshape without outputs
+            (make_node("Split", "r", &["x"], &[], vec![make_attr_i("axis", 1)]), s(vec![("x", Some(vec![1, 4]), None)]), false),
+            (make_node("NonMaxSuppression", "r", &["x", "x"], &[], vec![]), s(vec![("x", Some(vec![1, 4]), None)]), false),
+            // Concat without inputs, of scalars, with overflowing dims
+            (make_node("Concat", "r", &[], &["y"], vec![make_attr_i("axis", 0)]), s(vec![]), false),
+            (make_node("Concat", "r", &["x"], &["y"], vec![make_attr_i("axis", 0)]), s(vec![("x", Some(vec![]), None)]), false),
+            (make_node("Concat", "r", &["x", "x"], &["y"], vec![make_attr_i("axis", 0)]), s(vec![("x", Some(vec![i64::MAX]), None)]), false),
+            // Conv with a rank-1 weight
+            (make_node("Conv", "r", &["x", "w"], &["y"], vec![]), s(vec![("x", Some(vec![1, 3, 8, 8]), None), ("w", Some(vec![3]), None)]), false),
+            // Tile / pools / Slice whose arithmetic overflows
+            (make_node("Tile", "r", &["x", "t"], &["y"], vec![]), s(vec![("x", Some(vec![1 << 40]), None), ("t", Some(vec![1]), Some(Values::I64(vec![1 << 40])))]), false),
+            (make_node("MaxPool", "r", &["x"], &["y"], vec![make_attr_ints("kernel_shape", &[i64::MAX, i64::MAX])]), s(vec![("x", Some(vec![1, 3, 8, 8]), None)]), false),
+            (make_node("MaxPool", "r", &["x"], &["y"], vec![make_attr_ints("kernel_shape", &[3, 3]), make_attr_ints("pads", &[i64::MAX; 4])]), s(vec![("x", Some(vec![1, 3, 8, 8]), None)]), true),
+            (make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]), s(vec![("x", Some(vec![5]), Some(Values::I64(vec![1, 2, 3, 4, 5]))), ("a", Some(vec![1]), Some(Values::I64(vec![-1]))), ("b", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))), ("c", Some(vec![1]), Some(Values::I64(vec![0]))), ("d", Some(vec![1]), Some(Values::I64(vec![i64::MIN])))]), true),
+            (make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]), s(vec![("x", Some(vec![0]), None), ("a", Some(vec![1]), Some(Values::I64(vec![0]))), ("b", Some(vec![1]), Some(Values::I64(vec![-1]))), ("c", Some(vec![1]), Some(Values::I64(vec![0]))), ("d", Some(vec![1]), Some(Values::I64(vec![-1])))]), true),
+            // integer Div i64::MIN / -1, Neg of i64::MIN, Add with an empty operand: no value, no panic
+            (make_node("Div", "r", &["a", "b"], &["y"], vec![]), s(vec![("a", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))), ("b", Some(vec![1]), Some(Values::I64(vec![-1])))]), true),
+            (make_node("Neg", "r", &["a"], &["y"], vec![]), s(vec![("a", Some(vec![1]), Some(Values::I64(vec![i64::MIN])))]), true),
+            (make_node("Add", "r", &["a", "b"], &["y"], vec![]), s(vec![("a", Some(vec![]), Some(Values::I64(vec![]))), ("b", Some(vec![]), Some(Values::I64(vec![0])))]), true),
+        ];
+        for (node, shapes, ok) in cases {
+            let r = infer_node(&node, &shapes);
+            assert_eq!(r.is_ok(), ok, "{} {:?}: {:?}", node.op_type(), node.input, r.err());
+        }
+    }
 }

@@ -1,0 +1,174 @@
+//! Interrupted runs: `postmerge convert` (and a multi-size `resize`) of a ~200 MB model is killed
+//! with SIGKILL at many points of its run; afterwards each destination must be either absent or a
+//! complete, loadable file byte-identical to an uninterrupted run's — never truncated — because
+//! every write goes through a temp file in the destination folder, fsync, then rename
+//! (src/model.rs `atomic_write`).
+//!
+//! What SIGKILL does leave: the temp file being written at that moment (`.postmerge-XXXXXX.tmp`,
+//! removed by its destructor on every normal or error exit, but a killed process runs no code).
+//! The test allows those and only those, reports how many leaked, and checks that a later run
+//! into the same folder still succeeds and produces identical bytes.
+//!
+//! The big model is ../shared/models/yolox_nano_80c_128x160_op11.onnx (this test uses ../shared;
+//! CI has it) plus an unused 200 MB zero initializer, written at test time into a temp dir.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+const BIG_BYTES: usize = 200 << 20;
+
+fn big_model(dir: &Path) -> PathBuf {
+    let mut m = postmerge::onnx::ModelProto::decode(&std::fs::read(common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")).unwrap()[..]).unwrap();
+    let zeros = postmerge::onnx::TensorProto {
+        name: Some("interrupt_test_padding".into()),
+        dims: vec![(BIG_BYTES / 4) as i64],
+        data_type: Some(postmerge::onnx::tensor_proto::DataType::Float as i32),
+        raw_data: Some(bytes::Bytes::from(vec![0u8; BIG_BYTES])),
+        ..Default::default()
+    };
+    m.graph.as_mut().unwrap().initializer.push(zeros);
+    let p = dir.join("big.onnx");
+    std::fs::write(&p, m.encode_to_vec()).unwrap();
+    p
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    v.sort();
+    v
+}
+
+fn is_temp(name: &str) -> bool {
+    name.starts_with(".postmerge-") && name.ends_with(".tmp")
+}
+
+/// Start `args`, SIGKILL it after `after` (if still running); true if it was killed.
+fn run_and_kill(args: &[&str], after: Duration) -> bool {
+    let mut child = Command::new(common::bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let t0 = Instant::now();
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "{args:?} failed on its own: {st}");
+            return false;
+        }
+        if t0.elapsed() >= after {
+            child.kill().unwrap(); // SIGKILL on unix
+            let st = child.wait().unwrap();
+            // it may have finished in the meantime
+            return !st.success();
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// The uninterrupted run: its output bytes (by file name) and its duration (the faster of two
+/// runs — the first one also warms the page cache — which must write the same bytes).
+fn reference(args: &dyn Fn(&Path) -> Vec<String>, dir: &Path) -> (Vec<(String, Vec<u8>)>, Duration) {
+    let mut took = Duration::MAX;
+    let mut outs: Vec<Vec<(String, Vec<u8>)>> = Vec::new();
+    for k in 0..2 {
+        let d = dir.join(format!("run{k}"));
+        std::fs::create_dir_all(&d).unwrap();
+        let a = args(&d);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        let t0 = Instant::now();
+        let (code, _, err) = common::run(&a);
+        took = took.min(t0.elapsed());
+        assert_eq!(code, 0, "{err}");
+        outs.push(files(&d).into_iter().map(|f| {
+            let b = std::fs::read(d.join(&f)).unwrap();
+            (f, b)
+        }).collect());
+    }
+    assert!(outs[0] == outs[1], "two uninterrupted runs wrote different bytes");
+    let _ = std::fs::remove_dir_all(dir.join("run1"));
+    (outs.swap_remove(0), took)
+}
+
+/// Kill `args` at `points` moments spread over the reference duration (the last two too late);
+/// after each kill every destination is absent or identical to the reference.
+fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, points: usize) {
+    let (good, took) = reference(args, &root.join("reference"));
+    assert!(!good.is_empty());
+    let mut killed = 0;
+    let mut complete = 0;
+    let mut absent = 0;
+    let mut leaked = 0;
+    for k in 0..points {
+        let dir = root.join(format!("kill{k:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        // spread over the run; the last two let it finish (the destination must then be complete)
+        let after = if k + 2 >= points { took * 3 } else { took.mul_f64(0.9 * k as f64 / (points - 2) as f64) };
+        let a = args(&dir);
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        if run_and_kill(&a, after) {
+            killed += 1;
+        }
+        for (name, bytes) in &good {
+            let p = dir.join(name);
+            match std::fs::read(&p) {
+                Err(_) => absent += 1,
+                Ok(b) => {
+                    assert!(b.len() == bytes.len() && b == *bytes, "{label}: after a kill at {after:?}, `{name}` exists but is not the complete file ({} of {} bytes)", b.len(), bytes.len());
+                    if name.ends_with(".onnx") {
+                        postmerge::model::Model::load(&p).unwrap_or_else(|e| panic!("{label}: `{name}` does not load: {e:#}"));
+                    }
+                    complete += 1;
+                }
+            }
+        }
+        for f in files(&dir) {
+            if good.iter().any(|(n, _)| *n == f) {
+                continue;
+            }
+            assert!(is_temp(&f), "{label}: unexpected file `{f}` after a kill at {after:?}");
+            let len = std::fs::metadata(dir.join(&f)).unwrap().len();
+            assert!(len <= good.iter().map(|(_, b)| b.len() as u64).max().unwrap(), "temp file larger than any output");
+            leaked += 1;
+        }
+        // a later run into the same folder succeeds and writes the same bytes
+        if k % 4 == 0 {
+            let (code, _, err) = common::run(&a);
+            assert_eq!(code, 0, "{label}: re-run after a kill: {err}");
+            for (name, bytes) in &good {
+                assert!(std::fs::read(dir.join(name)).unwrap() == *bytes, "{label}: re-run wrote different bytes for `{name}`");
+            }
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!("{label}: reference run {took:?}; {points} runs, {killed} killed mid-run; destinations afterwards: {absent} absent, {complete} complete (never partial); leaked temp files (SIGKILL cannot be caught): {leaked}");
+    assert!(killed >= points / 3, "{label}: only {killed} of {points} runs were interrupted; the timing is off");
+}
+
+#[test]
+fn sigkill_during_convert_never_leaves_a_partial_model() {
+    let root = tempfile::tempdir().unwrap();
+    let big = big_model(root.path());
+    let args = move |out: &Path| vec!["convert".to_string(), big.display().to_string(), "-o".into(), out.join("big_copy.onnx").display().to_string()];
+    interrupt("convert", &args, root.path(), 16);
+}
+
+#[test]
+fn sigkill_during_convert_to_external_data() {
+    // data file first, model file last: a kill in between leaves a complete data file and no
+    // model (an orphan `big_copy.onnx.data`, complete, is allowed)
+    let root = tempfile::tempdir().unwrap();
+    let big = big_model(root.path());
+    let args = move |out: &Path| vec!["convert".to_string(), big.display().to_string(), "-o".into(), out.join("big_copy.onnx").display().to_string(), "--external-data".into(), "big_copy.onnx.data".into()];
+    interrupt("convert --external-data", &args, root.path(), 12);
+}
+
+#[test]
+fn sigkill_during_multi_size_resize() {
+    let root = tempfile::tempdir().unwrap();
+    let big = big_model(root.path());
+    let args = move |out: &Path| {
+        vec!["resize".to_string(), big.display().to_string(), "-o".into(), out.join("big_{h}x{w}.onnx").display().to_string(), "--size".into(), "96x96".into(), "--size".into(), "256x320".into(), "--size".into(), "128x128".into()]
+    };
+    interrupt("resize x3", &args, root.path(), 12);
+}
