@@ -362,6 +362,7 @@ mod tests {
     use super::*;
     use crate::graph::make_node;
     use crate::onnx::{ModelProto, OperatorSetIdProto, ValueInfoProto};
+    use crate::shape::Dim;
 
     fn vi(name: &str, shape: &[i64]) -> ValueInfoProto {
         make_vi(name, DataType::Float as i32, &shape.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>())
