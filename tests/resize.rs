@@ -1,6 +1,7 @@
 //! `resize` reproduces native exports: ../shared/models (CI has it) has the same weights exported
 //! at 640x640, 480x640, 416x416 and 128x160; tests/fixtures/native has the project's Gold-YOLO-like
-//! model exported natively at sizes the shared corpus lacks (96x96, 256x320, 384x640, 736x1280).
+//! model exported natively at sizes the shared corpus lacks (96x96, 256x320, 384x640, 736x1280,
+//! and 288x1280, where the pooled map has the same token count as at 640x640 but another shape).
 
 mod common;
 
@@ -96,7 +97,7 @@ fn synthetic(h: usize, w: usize, b: usize) -> Npy {
 #[test]
 fn goldlike_matches_its_native_exports_where_pools_stop_dividing_evenly() {
     let src = common::fixtures().join("goldlike_640x640.onnx");
-    for (h, w) in [(96, 96), (256, 320), (384, 640), (736, 1280)] {
+    for (h, w) in [(96, 96), (256, 320), (384, 640), (736, 1280), (288, 1280)] {
         let native = Model::load(&common::fixtures().join(format!("native/goldlike_{h}x{w}.onnx"))).unwrap();
         let m = resized(&src, h, w, None);
         assert_same_graph(&m, &native, &format!("goldlike -> {h}x{w}"));

@@ -447,6 +447,19 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             // head-sized constants (decoded heads: [1, N, 2] ScatterND plumbing) even if unchanged input
             let Some(groups) = crate::resdep::reshape_groups(&i0, &o0) else { return Ok(()) };
             let mut o1: Vec<Dim> = o0.iter().map(|&d| Dim::Known(d)).collect();
+            // tokens back to a map: the token count may stay the same while the map's h x w
+            // changes (10x10 at 640x640 and 5x20 at 288x1280 are both 100 tokens)
+            for (gi, go) in &groups {
+                if go.len() == 2 && gi.len() == 1 && i1[gi.start].known() == Some(i0[gi.start]) {
+                    let out0 = &o0[go.clone()];
+                    if let Some(pair) = cx.map_pair((out0[0], out0[1]), p, &n.output[0])? {
+                        if pair.0 * pair.1 == i0[gi.start] {
+                            o1[go.start] = Dim::Known(pair.0);
+                            o1[go.start + 1] = Dim::Known(pair.1);
+                        }
+                    }
+                }
+            }
             if !unchanged {
                 for (gi, go) in &groups {
                     let in0 = &i0[gi.clone()];
