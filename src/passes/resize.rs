@@ -98,6 +98,9 @@ fn grids(strides: &[i64], h: i64, w: i64) -> Vec<(i64, i64, i64)> {
 
 struct Ctx<'a> {
     s0: &'a Shapes,
+    /// The graph's structure never changes during resize (constants are rewritten in place), so
+    /// one index serves the whole walk.
+    ix: std::rc::Rc<GraphIndex>,
     s1: Shapes,
     /// rank-4 tensors in topological order with their old spatial dims
     maps: Vec<(i64, String, (i64, i64))>,
@@ -263,7 +266,7 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
             s1.map.entry(t.name().to_string()).or_insert_with(|| info.clone());
         }
     }
-    let mut cx = Ctx { s0: &s0, s1, maps, g0, g1, n0, n1, rewrites: Vec::new(), done: HashMap::new() };
+    let mut cx = Ctx { s0: &s0, ix: std::rc::Rc::new(GraphIndex::build(m.graph())), s1, maps, g0, g1, n0, n1, rewrites: Vec::new(), done: HashMap::new() };
 
     for (p, &ni) in order.iter().enumerate() {
         let before: Vec<String> = cx.done.keys().cloned().collect();
@@ -272,7 +275,8 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         // assembles a Resize `sizes`, a Cast, an Unsqueeze): infer those again
         let changed: Vec<String> = cx.done.keys().filter(|k| !before.contains(k)).cloned().collect();
         if !changed.is_empty() {
-            refresh_inputs(m.graph(), &mut cx.s1, ni, &changed, 3)?;
+            let ix = cx.ix.clone();
+            refresh_inputs(m.graph(), &ix, &mut cx.s1, ni, &changed, 3)?;
         }
         let g = m.graph();
         let n = &g.node[ni];
@@ -335,8 +339,7 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
 
 /// Re-infer the producers of node `ni`'s inputs that read a `changed` tensor (up to `depth`
 /// levels up), so the node sees the new values.
-fn refresh_inputs(g: &GraphProto, s1: &mut Shapes, ni: usize, changed: &[String], depth: usize) -> Result<bool> {
-    let ix = GraphIndex::build(g);
+fn refresh_inputs(g: &GraphProto, ix: &GraphIndex, s1: &mut Shapes, ni: usize, changed: &[String], depth: usize) -> Result<bool> {
     let mut any = false;
     for inp in &g.node[ni].input {
         let Some(&p) = ix.producer.get(inp) else { continue };
@@ -345,7 +348,7 @@ fn refresh_inputs(g: &GraphProto, s1: &mut Shapes, ni: usize, changed: &[String]
             continue;
         }
         let direct = pn.input.iter().any(|i| changed.contains(i));
-        let deeper = depth > 1 && refresh_inputs(g, s1, p, changed, depth - 1)?;
+        let deeper = depth > 1 && refresh_inputs(g, ix, s1, p, changed, depth - 1)?;
         if direct || deeper {
             let outs = infer_node(pn, s1).with_context(|| describe(pn))?;
             for (o, info) in pn.output.iter().zip(outs) {
@@ -364,13 +367,14 @@ fn old_dims(s: &Shapes, name: &str) -> Option<Vec<i64>> {
 /// Apply the rules to node `ni` (at topological position `p`) before it is inferred.
 fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> Result<()> {
     let g = m.graph();
-    let ix = GraphIndex::build(g);
+    let ix = cx.ix.clone();
+    let ix = &*ix;
     let n = g.node[ni].clone();
     let name = if n.name().is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name().to_string() };
     match n.op_type() {
         "Resize" => {
             let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) else { return Ok(()) };
-            let parts = crate::resdep::const_parts(g, &ix, Some(cx.s0), sz);
+            let parts = crate::resdep::const_parts(g, ix, Some(cx.s0), sz);
             if parts.is_empty() {
                 return Ok(());
             }
@@ -434,7 +438,7 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             }
         }
         "Reshape" => {
-            let parts = crate::resdep::const_parts(g, &ix, Some(cx.s0), &n.input[1]);
+            let parts = crate::resdep::const_parts(g, ix, Some(cx.s0), &n.input[1]);
             if parts.is_empty() {
                 return Ok(());
             }
@@ -530,7 +534,7 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                 return Ok(());
             }
             // shape-like int operands and baked tensors of decoded heads
-            let consts: Vec<(String, TensorProto)> = n.input.iter().filter(|s| !s.is_empty()).filter_map(|inp| constant_ref(g, &ix, inp).cloned().map(|t| (inp.clone(), t))).collect();
+            let consts: Vec<(String, TensorProto)> = n.input.iter().filter(|s| !s.is_empty()).filter_map(|inp| constant_ref(g, ix, inp).cloned().map(|t| (inp.clone(), t))).collect();
             for (inp, t) in consts {
                 rewrite_baked(m, cx, &n, &name, &inp, &t, head)?;
             }
@@ -542,7 +546,7 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
 /// Write a new int vector into constant `cname` (memoized for shared constants).
 fn write_int(m: &mut Model, cx: &mut Ctx, cname: &str, newv: &[i64], node: &str, what: &str) -> Result<()> {
     let g = m.graph();
-    let ix = GraphIndex::build(g);
+    let ix = cx.ix.clone();
     let (old_t, oldv) = int_const(g, &ix, cname).with_context(|| format!("`{cname}` is not an int constant"))?;
     let values = match DataType::try_from(old_t.data_type()) {
         Ok(DataType::Int32) => Values::I32(newv.iter().map(|&x| x as i32).collect()),
@@ -567,8 +571,8 @@ fn write_tensor(m: &mut Model, cx: &mut Ctx, cname: &str, _old_t: &TensorProto, 
         bail!("constant `{cname}` is shared by consumers that need different values at the new size ({node}): not supported");
     }
     let t = tensor_from_values("", dims, &values);
+    let ix = cx.ix.clone();
     let g = m.graph_mut();
-    let ix = GraphIndex::build(g);
     set_const(g, &ix, cname, t.clone())?;
     // refresh what inference knows about it
     let mut info = Info { dtype: t.data_type, shape: Some(dims.iter().map(|&d| Dim::Known(d)).collect()), value: Some(values.clone()), dims_value: None };
