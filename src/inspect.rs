@@ -53,8 +53,8 @@ pub fn inspect(m: &Model) -> Result<Report> {
     let mut parameter_bytes = 0u64;
     for t in &g.initializer {
         let n = numel(&t.dims).unwrap_or(0) as u64;
-        parameters += n;
-        parameter_bytes += n * dtype_size(t.data_type()).unwrap_or(0) as u64;
+        parameters = parameters.saturating_add(n);
+        parameter_bytes = parameter_bytes.saturating_add(n.saturating_mul(dtype_size(t.data_type()).unwrap_or(0) as u64));
     }
     let (head, head_error) = match recognize(m, None) {
         Ok(h) => (Some(h), None),

@@ -542,6 +542,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
         }
         Cmd::Detect { model, image, output, json, score, iou, max_per_class, family } => {
+            check_output(&model, &output, false)?;
+            check_output(&image, &output, false)?;
             let m = load(&model)?;
             let params = postmerge::postprocess::NmsParams { score_threshold: score, iou_threshold: iou, max_per_class, agnostic: false };
             let fam = family.map(Into::into);

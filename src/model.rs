@@ -243,6 +243,14 @@ impl Model {
         if !dir.is_dir() {
             bail!("cannot write `{}`: folder `{}` does not exist", path.display(), dir.display());
         }
+        if let (Some(name), Some(base)) = (&opts.external_data, &self.base_dir) {
+            // never overwrite a data file the input model itself reads
+            for loc in self.external.keys() {
+                if same_file(&base.join(loc), &dir.join(name)) {
+                    bail!("cannot write `{}`: external data file `{name}` is the input's own data file `{}`; choose another name", path.display(), base.join(loc).display());
+                }
+            }
+        }
         let (proto, files) = match &opts.external_data {
             Some(name) => self.externalize(name, if opts.external_threshold == 0 { 1024 } else { opts.external_threshold })?,
             None => (None, self.external.clone()),
@@ -272,8 +280,11 @@ impl Model {
         let mut blob: Vec<u8> = Vec::new();
         let g = proto.graph.get_or_insert_with(Default::default);
         for t in g.initializer.iter_mut() {
-            let data = if is_external(t) { self.external_slice(t)? } else { match &t.raw_data { Some(r) => r.clone(), None => continue } };
-            if data.len() < threshold {
+            let was_external = is_external(t);
+            let data = if was_external { self.external_slice(t)? } else { match &t.raw_data { Some(r) => r.clone(), None => continue } };
+            // tensors already external move into the new file whatever their size: the old data
+            // file is not written next to the output
+            if data.len() < threshold && !was_external {
                 continue;
             }
             while !blob.len().is_multiple_of(4096) {
