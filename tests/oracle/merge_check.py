@@ -453,6 +453,9 @@ class Tool:
         need(r.returncode == 0, f"`{' '.join(cmd[1:])}` exited {r.returncode}: {r.stderr.strip()[-500:]}")
         try:
             info = json.loads(r.stdout)
+            # `merge --json` prints one object per written file: [{"output": ..., "merge": {...}}]
+            if isinstance(info, list):
+                info = info[0].get("merge", info[0]) if info else {}
         except json.JSONDecodeError:
             info = None
         return out, info
