@@ -6,5 +6,7 @@ fn main() {
     let fds = protox::compile(["proto/onnx.proto"], ["proto"]).expect("compile proto/onnx.proto");
     let mut config = prost_build::Config::new();
     config.bytes(["."]);
-    config.compile_fds(fds).expect("generate rust for onnx.proto");
+    config
+        .compile_fds(fds)
+        .expect("generate rust for onnx.proto");
 }

@@ -42,7 +42,10 @@ const MODELS: &[(&str, &str)] = &[
     ("yolox_nano", "yolox_nano_80c_640x640_op11.onnx"),
     ("gold_yolo_n", "gold_yolo_n_80c_640x640_op13.onnx"),
     // the largest shared model (22.6 MB, NMS already in the graph): I/O only, no merge/resize
-    ("gold_yolo_n_e2e", "gold_yolo_n_80c_640x640_op13_e2e_ort.onnx"),
+    (
+        "gold_yolo_n_e2e",
+        "gold_yolo_n_80c_640x640_op13_e2e_ort.onnx",
+    ),
 ];
 
 fn models_dir() -> PathBuf {
@@ -60,12 +63,20 @@ fn tmp_dir() -> tempfile::TempDir {
 }
 
 fn small_to_128x160() -> ResizeOptions {
-    ResizeOptions { height: 128, width: 160, batch: None }
+    ResizeOptions {
+        height: 128,
+        width: 160,
+        batch: None,
+    }
 }
 
 /// `postmerge quant-prep IN -o OUT` in-process: merge (decoded layout, boxes in [0,1]), then prepare.
 fn quant_prep_all(m: &mut Model) {
-    let opts = MergeOptions { layout: Some(Layout::Decoded), normalize_boxes: true, ..Default::default() };
+    let opts = MergeOptions {
+        layout: Some(Layout::Decoded),
+        normalize_boxes: true,
+        ..Default::default()
+    };
     merge(m, &opts).unwrap();
     black_box(quant_prep(m, &Default::default()).unwrap());
 }
@@ -76,12 +87,19 @@ fn bench_model(c: &mut Criterion, name: &str, path: &Path, passes: bool) {
     let raw = Bytes::from(std::fs::read(path).expect("read model"));
     let model = Model::from_bytes(raw.clone(), name).expect("decode model");
     let encoded = model.to_bytes().expect("encode");
-    assert_eq!(encoded.len(), raw.len(), "{name}: a round trip changed the size");
+    assert_eq!(
+        encoded.len(),
+        raw.len(),
+        "{name}: a round trip changed the size"
+    );
 
     let mut g = c.benchmark_group(name);
     // Flat sampling: the slow steps (0.1-1 s per call) would need minutes with criterion's linear
     // 1, 2, ..., n iterations per sample.
-    g.sample_size(30).sampling_mode(SamplingMode::Flat).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+    g.sample_size(30)
+        .sampling_mode(SamplingMode::Flat)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
 
     g.bench_function("fs_copy", |b| b.iter(|| std::fs::copy(path, &out).unwrap()));
     g.bench_function("copy_fsync", |b| {
@@ -90,16 +108,24 @@ fn bench_model(c: &mut Criterion, name: &str, path: &Path, passes: bool) {
             std::fs::File::open(&out).unwrap().sync_all().unwrap();
         })
     });
-    g.bench_function("read", |b| b.iter(|| black_box(std::fs::read(path).unwrap())));
-    g.bench_function("decode", |b| b.iter(|| black_box(Model::from_bytes(raw.clone(), name).unwrap())));
-    g.bench_function("encode", |b| b.iter(|| black_box(model.to_bytes().unwrap())));
+    g.bench_function("read", |b| {
+        b.iter(|| black_box(std::fs::read(path).unwrap()))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| black_box(Model::from_bytes(raw.clone(), name).unwrap()))
+    });
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(model.to_bytes().unwrap()))
+    });
     g.bench_function("write", |b| {
         b.iter(|| {
             let mut f = std::fs::File::create(&out).unwrap();
             f.write_all(&encoded).unwrap();
         })
     });
-    g.bench_function("write_atomic", |b| b.iter(|| atomic_write(&out, &encoded).unwrap()));
+    g.bench_function("write_atomic", |b| {
+        b.iter(|| atomic_write(&out, &encoded).unwrap())
+    });
     g.bench_function("clone", |b| b.iter(|| black_box(model.clone())));
     g.bench_function("load_save", |b| {
         b.iter(|| {
@@ -110,12 +136,26 @@ fn bench_model(c: &mut Criterion, name: &str, path: &Path, passes: bool) {
     if passes {
         let opts = MergeOptions::default();
         g.bench_function("merge", |b| {
-            b.iter_batched(|| model.clone(), |mut m| black_box(merge(&mut m, &opts).unwrap()), BatchSize::PerIteration)
+            b.iter_batched(
+                || model.clone(),
+                |mut m| black_box(merge(&mut m, &opts).unwrap()),
+                BatchSize::PerIteration,
+            )
         });
         g.bench_function("resize_128x160", |b| {
-            b.iter_batched(|| model.clone(), |mut m| black_box(resize(&mut m, &small_to_128x160()).unwrap()), BatchSize::PerIteration)
+            b.iter_batched(
+                || model.clone(),
+                |mut m| black_box(resize(&mut m, &small_to_128x160()).unwrap()),
+                BatchSize::PerIteration,
+            )
         });
-        g.bench_function("quant_prep", |b| b.iter_batched(|| model.clone(), |mut m| quant_prep_all(&mut m), BatchSize::PerIteration));
+        g.bench_function("quant_prep", |b| {
+            b.iter_batched(
+                || model.clone(),
+                |mut m| quant_prep_all(&mut m),
+                BatchSize::PerIteration,
+            )
+        });
         g.bench_function("load_merge_save", |b| {
             b.iter(|| {
                 let mut m = Model::load(path).unwrap();
@@ -146,7 +186,10 @@ fn benches(c: &mut Criterion) {
     for &(name, file) in MODELS {
         let path = dir.join(file);
         if !path.is_file() {
-            eprintln!("skipping {name}: {} not found (set POSTMERGE_MODELS)", path.display());
+            eprintln!(
+                "skipping {name}: {} not found (set POSTMERGE_MODELS)",
+                path.display()
+            );
             continue;
         }
         bench_model(c, name, &path, !name.ends_with("_e2e"));

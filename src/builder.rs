@@ -17,7 +17,12 @@ pub struct Builder<'a> {
 impl<'a> Builder<'a> {
     pub fn new(g: &'a mut GraphProto, prefix: &str, opset: i64) -> Builder<'a> {
         let names = NameGen::new(g);
-        Builder { g, names, prefix: prefix.to_string(), opset }
+        Builder {
+            g,
+            names,
+            prefix: prefix.to_string(),
+            opset,
+        }
     }
 
     /// A fresh prefixed name.
@@ -55,24 +60,49 @@ impl<'a> Builder<'a> {
     }
 
     /// Append a node with `n_out` outputs.
-    pub fn op_n(&mut self, op: &str, inputs: &[&str], n_out: usize, attrs: Vec<AttributeProto>) -> Vec<String> {
+    pub fn op_n(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        n_out: usize,
+        attrs: Vec<AttributeProto>,
+    ) -> Vec<String> {
         let node_name = self.name(op);
-        let outs: Vec<String> = (0..n_out).map(|i| if n_out == 1 { format!("{node_name}_output") } else { format!("{node_name}_output_{i}") }).collect();
+        let outs: Vec<String> = (0..n_out)
+            .map(|i| {
+                if n_out == 1 {
+                    format!("{node_name}_output")
+                } else {
+                    format!("{node_name}_output_{i}")
+                }
+            })
+            .collect();
         for o in &outs {
             let _ = self.names.fresh(o);
         }
         let o_refs: Vec<&str> = outs.iter().map(String::as_str).collect();
-        self.g.node.push(make_node(op, &node_name, inputs, &o_refs, attrs));
+        self.g
+            .node
+            .push(make_node(op, &node_name, inputs, &o_refs, attrs));
         outs
     }
 
     /// Append a node with explicit node and output names.
-    pub fn op_named(&mut self, op: &str, node_name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) {
+    pub fn op_named(
+        &mut self,
+        op: &str,
+        node_name: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) {
         let node_name = self.names.fresh(node_name);
         for o in outputs {
             let _ = self.names.fresh(o);
         }
-        self.g.node.push(make_node(op, &node_name, inputs, outputs, attrs));
+        self.g
+            .node
+            .push(make_node(op, &node_name, inputs, outputs, attrs));
     }
 
     /// Slice with constant starts/ends/axes (opset ≥ 10 input form).
@@ -112,7 +142,14 @@ impl<'a> Builder<'a> {
             let a = self.const_i64("axes", &[axes.len() as i64], axes);
             self.op(op, &[x, &a], vec![make_attr_i("keepdims", keepdims as i64)])
         } else {
-            self.op(op, &[x], vec![make_attr_ints("axes", axes), make_attr_i("keepdims", keepdims as i64)])
+            self.op(
+                op,
+                &[x],
+                vec![
+                    make_attr_ints("axes", axes),
+                    make_attr_i("keepdims", keepdims as i64),
+                ],
+            )
         }
     }
 

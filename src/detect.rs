@@ -10,7 +10,10 @@ use crate::check::merged_info;
 use crate::head::{recognize, Family};
 use crate::imageio::{draw_box, load_image, preprocess, Letterbox};
 use crate::model::Model;
-use crate::postprocess::{decode, detections, detections_from_outputs, nms, HeadKind, HeadSpec, Layout, NmsParams, OutputTensor};
+use crate::postprocess::{
+    decode, detections, detections_from_outputs, nms, HeadKind, HeadSpec, Layout, NmsParams,
+    OutputTensor,
+};
 use crate::run::run_once;
 use crate::shape::Dim;
 
@@ -40,7 +43,13 @@ pub struct DetectReport {
 
 /// The family a merged model was made from: our metadata, else the layout's convention.
 fn merged_family(m: &Model, layout: &Layout) -> Family {
-    let meta = m.proto.metadata_props.iter().find(|e| e.key() == "postmerge.merge").map(|e| e.value().to_string()).unwrap_or_default();
+    let meta = m
+        .proto
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "postmerge.merge")
+        .map(|e| e.value().to_string())
+        .unwrap_or_default();
     if meta.contains("family=gold-yolo") {
         Family::GoldYolo
     } else if meta.contains("family=yolox-decoded") {
@@ -56,9 +65,16 @@ fn merged_family(m: &Model, layout: &Layout) -> Family {
 
 /// Run detection on a photo. `family` overrides the preprocessing convention; `params` are used
 /// for raw models only (a merged model carries its own).
-pub fn detect(m: &Model, image: &Path, family: Option<Family>, params: &NmsParams) -> Result<(DetectReport, image::RgbImage)> {
+pub fn detect(
+    m: &Model,
+    image: &Path,
+    family: Option<Family>,
+    params: &NmsParams,
+) -> Result<(DetectReport, image::RgbImage)> {
     let head = recognize(m, None)?;
-    let (Some(h), Some(w)) = (head.height, head.width) else { bail!("the model's input has no static size") };
+    let (Some(h), Some(w)) = (head.height, head.width) else {
+        bail!("the model's input has no static size")
+    };
     if head.batch.known().map(|b| b != 1).unwrap_or(false) {
         bail!("detect runs one photo; the model has batch {}", head.batch);
     }
@@ -68,11 +84,19 @@ pub fn detect(m: &Model, image: &Path, family: Option<Family>, params: &NmsParam
         let fam = family.unwrap_or_else(|| merged_family(m, &layout));
         let (x, lb) = preprocess(&photo, fam, h as u32, w as u32)?;
         let outs = run_once(m, &[&x], &[])?;
-        let outs: Vec<OutputTensor> = outs.into_iter().map(|(name, tensor)| OutputTensor { name, tensor }).collect();
+        let outs: Vec<OutputTensor> = outs
+            .into_iter()
+            .map(|(name, tensor)| OutputTensor { name, tensor })
+            .collect();
         if layout == Layout::Decoded {
             bail!("a `decoded` model has no NMS; run detect on the raw export instead");
         }
-        (detections_from_outputs(&layout, &outs)?, fam, format!("merged ({})", layout.name()), lb)
+        (
+            detections_from_outputs(&layout, &outs)?,
+            fam,
+            format!("merged ({})", layout.name()),
+            lb,
+        )
     } else if head.family == Family::TrtPlugin {
         bail!("TensorRT plugin graphs cannot run outside TensorRT");
     } else {
@@ -80,16 +104,29 @@ pub fn detect(m: &Model, image: &Path, family: Option<Family>, params: &NmsParam
         let (x, lb) = preprocess(&photo, fam, h as u32, w as u32)?;
         let outs = run_once(m, &[&x], &[])?;
         let out_name = head.output.clone().unwrap_or_default();
-        let Some((_, raw)) = outs.into_iter().find(|(n, _)| *n == out_name) else { bail!("no output `{out_name}`") };
+        let Some((_, raw)) = outs.into_iter().find(|(n, _)| *n == out_name) else {
+            bail!("no output `{out_name}`")
+        };
         let kind = match head.family {
             Family::YoloxRaw => HeadKind::YoloxRaw,
             Family::YoloxDecoded => HeadKind::YoloxDecoded,
             _ => HeadKind::GoldYolo,
         };
-        let spec = HeadSpec { kind, num_classes: head.num_classes.unwrap_or(0), strides: head.strides.iter().map(|&s| s as u32).collect(), input_h: h as usize, input_w: w as usize };
+        let spec = HeadSpec {
+            kind,
+            num_classes: head.num_classes.unwrap_or(0),
+            strides: head.strides.iter().map(|&s| s as u32).collect(),
+            input_h: h as usize,
+            input_w: w as usize,
+        };
         let dec = decode(&raw.to_f32(), raw.shape[0], raw.shape[1], &spec)?;
         let sel = nms(&dec, params)?;
-        (detections(&dec, &sel)?, fam, "raw + Rust post-process".to_string(), lb)
+        (
+            detections(&dec, &sel)?,
+            fam,
+            "raw + Rust post-process".to_string(),
+            lb,
+        )
     };
     let _ = Dim::Known(0);
     let mut out = Vec::new();
@@ -97,9 +134,24 @@ pub fn detect(m: &Model, image: &Path, family: Option<Family>, params: &NmsParam
         let bi = [d.x1, d.y1, d.x2, d.y2];
         let bp = lb.to_photo(bi);
         draw_box(&mut photo, bp, d.class, d.score);
-        out.push(PhotoDetection { class: d.class, score: d.score, bbox: bp, box_input: bi });
+        out.push(PhotoDetection {
+            class: d.class,
+            score: d.score,
+            bbox: bp,
+            box_input: bi,
+        });
     }
-    Ok((DetectReport { model: m.source.clone(), image: image.display().to_string(), family: fam, how, letterbox: lb, detections: out }, photo))
+    Ok((
+        DetectReport {
+            model: m.source.clone(),
+            image: image.display().to_string(),
+            family: fam,
+            how,
+            letterbox: lb,
+            detections: out,
+        },
+        photo,
+    ))
 }
 
 /// Encode the annotated photo as PNG and write it atomically.

@@ -38,8 +38,8 @@ use sha2::{Digest, Sha256};
 
 use crate::model::Model;
 use crate::onnx::{
-    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto, SparseTensorProto,
-    TensorProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, AttributeProto, GraphProto, NodeProto,
+    SparseTensorProto, TensorProto, ValueInfoProto,
 };
 use crate::shape::{fmt_shape, vi_dtype, vi_shape, Dim};
 use crate::tensor::{dtype_name, external_entry, is_external, values_with, Values};
@@ -115,7 +115,10 @@ impl TensorSummary {
         }
     }
     fn same_content(&self, o: &TensorSummary) -> bool {
-        self.dtype == o.dtype && self.dims == o.dims && self.hash == o.hash && self.values == o.values
+        self.dtype == o.dtype
+            && self.dims == o.dims
+            && self.hash == o.hash
+            && self.values == o.values
     }
 }
 
@@ -182,7 +185,12 @@ pub struct Change {
 
 impl Change {
     fn new(what: impl Into<String>, old: Option<Shown>, new: Option<Shown>) -> Change {
-        Change { what: what.into(), kind: Kind::of(&old, &new), old, new }
+        Change {
+            what: what.into(),
+            kind: Kind::of(&old, &new),
+            old,
+            new,
+        }
     }
     fn text(what: impl Into<String>, old: Option<String>, new: Option<String>) -> Change {
         Change::new(what, old.map(Shown::Text), new.map(Shown::Text))
@@ -209,7 +217,10 @@ pub struct Signature {
 
 impl Signature {
     fn of(v: &ValueInfoProto) -> Signature {
-        Signature { dtype: vi_dtype(v).map(dtype_name), shape: vi_shape(v) }
+        Signature {
+            dtype: vi_dtype(v).map(dtype_name),
+            shape: vi_shape(v),
+        }
     }
 }
 
@@ -443,7 +454,10 @@ fn short_hash(parts: &[&[u8]]) -> String {
     for p in parts {
         h.update(p);
     }
-    h.finalize()[..4].iter().map(|b| format!("{b:02x}")).collect()
+    h.finalize()[..4]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 fn list<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
@@ -452,7 +466,11 @@ fn list<T>(v: &[T], f: impl Fn(&T) -> String) -> String {
 
 /// Small tensors in full: `[40, 40]`, a scalar as `0.25`.
 fn show_values(v: &Values, scalar: bool) -> Option<String> {
-    let limit = if v.is_float() { MAX_SHOWN_FLOATS } else { MAX_SHOWN_INTS };
+    let limit = if v.is_float() {
+        MAX_SHOWN_FLOATS
+    } else {
+        MAX_SHOWN_INTS
+    };
     if v.len() > limit {
         return None;
     }
@@ -476,11 +494,19 @@ fn summarize_bytes(t: &TensorProto, dims: &[i64], bytes: &Bytes, storage: String
     let small = crate::tensor::numel(dims).is_some_and(|n| n <= MAX_SHOWN_INTS);
     let values = if small {
         // `bytes` are little-endian elements whatever the storage: decode them as raw data.
-        values_with(t, Some(bytes)).ok().and_then(|v| show_values(&v, dims.is_empty()))
+        values_with(t, Some(bytes))
+            .ok()
+            .and_then(|v| show_values(&v, dims.is_empty()))
     } else {
         None
     };
-    TensorSummary { dtype: dtype_name(t.data_type()), dims: dims.to_vec(), hash: short_hash(&[bytes]), values, storage }
+    TensorSummary {
+        dtype: dtype_name(t.data_type()),
+        dims: dims.to_vec(),
+        hash: short_hash(&[bytes]),
+        values,
+        storage,
+    }
 }
 
 /// A tensor's summary (reads external data through the model).
@@ -500,7 +526,12 @@ struct Content<'a> {
 impl<'a> Content<'a> {
     fn dense(m: &Model, t: &'a TensorProto) -> Result<Content<'a>> {
         let bytes = content_bytes(m, t).with_context(|| format!("tensor `{}`", t.name()))?;
-        Ok(Content { t, dims: &t.dims, bytes, storage: storage_of(t) })
+        Ok(Content {
+            t,
+            dims: &t.dims,
+            bytes,
+            storage: storage_of(t),
+        })
     }
     /// A sparse tensor: values then indices, hashed together.
     fn sparse(m: &Model, s: &'a SparseTensorProto, values: &'a TensorProto) -> Result<Content<'a>> {
@@ -508,7 +539,12 @@ impl<'a> Content<'a> {
         if let Some(i) = &s.indices {
             v.extend_from_slice(&content_bytes(m, i)?);
         }
-        Ok(Content { t: values, dims: &s.dims, bytes: Bytes::from(v), storage: "sparse".to_string() })
+        Ok(Content {
+            t: values,
+            dims: &s.dims,
+            bytes: Bytes::from(v),
+            storage: "sparse".to_string(),
+        })
     }
     fn same_content(&self, o: &Content) -> bool {
         self.t.data_type() == o.t.data_type() && self.dims == o.dims && self.bytes == o.bytes
@@ -562,7 +598,12 @@ fn attr_type(a: &AttributeProto) -> AttributeType {
     }
 }
 
-fn show_list<T>(v: &[T], kind: &str, bytes: impl Fn(&T) -> Vec<u8>, f: impl Fn(&T) -> String) -> String {
+fn show_list<T>(
+    v: &[T],
+    kind: &str,
+    bytes: impl Fn(&T) -> Vec<u8>,
+    f: impl Fn(&T) -> String,
+) -> String {
     if v.len() <= MAX_SHOWN_ATTR_LIST {
         list(v, f)
     } else {
@@ -572,7 +613,12 @@ fn show_list<T>(v: &[T], kind: &str, bytes: impl Fn(&T) -> Vec<u8>, f: impl Fn(&
 }
 
 fn show_graph(g: &GraphProto) -> String {
-    format!("graph `{}` ({} nodes) #{}", g.name(), g.node.len(), short_hash(&[&g.encode_to_vec()]))
+    format!(
+        "graph `{}` ({} nodes) #{}",
+        g.name(),
+        g.node.len(),
+        short_hash(&[&g.encode_to_vec()])
+    )
 }
 
 /// How an attribute's value is shown.
@@ -588,11 +634,23 @@ fn show_attr(m: &Model, a: &AttributeProto) -> Result<Shown> {
             Some(t) => return Ok(Shown::Tensor(summarize_tensor(m, t)?)),
             None => "(no tensor)".to_string(),
         },
-        AttributeType::Graph => a.g.as_ref().map(show_graph).unwrap_or_else(|| "(no graph)".to_string()),
-        AttributeType::Floats => {
-            show_list(&a.floats, "floats", |x| x.to_le_bytes().to_vec(), |x| format!("{x:?}"))
+        AttributeType::Graph => {
+            a.g.as_ref()
+                .map(show_graph)
+                .unwrap_or_else(|| "(no graph)".to_string())
         }
-        AttributeType::Ints => show_list(&a.ints, "ints", |x| x.to_le_bytes().to_vec(), |x| x.to_string()),
+        AttributeType::Floats => show_list(
+            &a.floats,
+            "floats",
+            |x| x.to_le_bytes().to_vec(),
+            |x| format!("{x:?}"),
+        ),
+        AttributeType::Ints => show_list(
+            &a.ints,
+            "ints",
+            |x| x.to_le_bytes().to_vec(),
+            |x| x.to_string(),
+        ),
         AttributeType::Strings => show_list(
             &a.strings,
             "strings",
@@ -600,18 +658,35 @@ fn show_attr(m: &Model, a: &AttributeProto) -> Result<Shown> {
             |s| format!("{:?}", String::from_utf8_lossy(s)),
         ),
         AttributeType::Tensors => {
-            let v: Vec<String> = a.tensors.iter().map(|t| summarize_tensor(m, t).map(|s| s.to_string())).collect::<Result<_>>()?;
+            let v: Vec<String> = a
+                .tensors
+                .iter()
+                .map(|t| summarize_tensor(m, t).map(|s| s.to_string()))
+                .collect::<Result<_>>()?;
             format!("[{}]", v.join(", "))
         }
-        AttributeType::Graphs => format!("[{}]", a.graphs.iter().map(show_graph).collect::<Vec<_>>().join(", ")),
+        AttributeType::Graphs => format!(
+            "[{}]",
+            a.graphs
+                .iter()
+                .map(show_graph)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
         AttributeType::SparseTensor => match &a.sparse_tensor {
             Some(s) => format!("sparse tensor #{}", short_hash(&[&s.encode_to_vec()])),
             None => "(no sparse tensor)".to_string(),
         },
         AttributeType::SparseTensors => {
-            format!("{} sparse tensors #{}", a.sparse_tensors.len(), short_hash(&[&a.encode_to_vec()]))
+            format!(
+                "{} sparse tensors #{}",
+                a.sparse_tensors.len(),
+                short_hash(&[&a.encode_to_vec()])
+            )
         }
-        AttributeType::TypeProto | AttributeType::TypeProtos => format!("type #{}", short_hash(&[&a.encode_to_vec()])),
+        AttributeType::TypeProto | AttributeType::TypeProtos => {
+            format!("type #{}", short_hash(&[&a.encode_to_vec()]))
+        }
         AttributeType::Undefined => "(empty)".to_string(),
     };
     Ok(Shown::Text(text))
@@ -632,14 +707,21 @@ fn attr_eq(ma: &Model, a: &AttributeProto, mb: &Model, b: &AttributeProto) -> Re
     if strip(a) != strip(b)
         || a.f.map(f32::to_bits) != b.f.map(f32::to_bits)
         || a.floats.len() != b.floats.len()
-        || a.floats.iter().zip(&b.floats).any(|(x, y)| x.to_bits() != y.to_bits())
+        || a.floats
+            .iter()
+            .zip(&b.floats)
+            .any(|(x, y)| x.to_bits() != y.to_bits())
         || a.t.is_some() != b.t.is_some()
         || a.tensors.len() != b.tensors.len()
     {
         return Ok((false, false));
     }
     let mut storage_differs = false;
-    for (x, y) in a.t.iter().chain(&a.tensors).zip(b.t.iter().chain(&b.tensors)) {
+    for (x, y) in
+        a.t.iter()
+            .chain(&a.tensors)
+            .zip(b.t.iter().chain(&b.tensors))
+    {
         let (cx, cy) = (Content::dense(ma, x)?, Content::dense(mb, y)?);
         if !cx.same_content(&cy) {
             return Ok((false, false));
@@ -702,7 +784,13 @@ fn node_summary(m: &Model, n: &NodeProto) -> Result<NodeSummary> {
 }
 
 fn names(v: &[String]) -> String {
-    list(v, |s| if s.is_empty() { "\"\"".to_string() } else { s.clone() })
+    list(v, |s| {
+        if s.is_empty() {
+            "\"\"".to_string()
+        } else {
+            s.clone()
+        }
+    })
 }
 
 fn norm_domain(d: &str) -> &str {
@@ -716,16 +804,32 @@ fn norm_domain(d: &str) -> &str {
 fn node_changes(ma: &Model, a: &NodeProto, mb: &Model, b: &NodeProto) -> Result<Vec<Change>> {
     let mut out = Vec::new();
     if a.op_type() != b.op_type() {
-        out.push(Change::text("op", Some(a.op_type().into()), Some(b.op_type().into())));
+        out.push(Change::text(
+            "op",
+            Some(a.op_type().into()),
+            Some(b.op_type().into()),
+        ));
     }
     if norm_domain(a.domain()) != norm_domain(b.domain()) {
-        out.push(Change::text("domain", Some(format!("{:?}", a.domain())), Some(format!("{:?}", b.domain()))));
+        out.push(Change::text(
+            "domain",
+            Some(format!("{:?}", a.domain())),
+            Some(format!("{:?}", b.domain())),
+        ));
     }
     if a.input != b.input {
-        out.push(Change::text("inputs", Some(names(&a.input)), Some(names(&b.input))));
+        out.push(Change::text(
+            "inputs",
+            Some(names(&a.input)),
+            Some(names(&b.input)),
+        ));
     }
     if a.output != b.output {
-        out.push(Change::text("outputs", Some(names(&a.output)), Some(names(&b.output))));
+        out.push(Change::text(
+            "outputs",
+            Some(names(&a.output)),
+            Some(names(&b.output)),
+        ));
     }
     let aa: BTreeMap<&str, &AttributeProto> = a.attribute.iter().map(|x| (x.name(), x)).collect();
     let ba: BTreeMap<&str, &AttributeProto> = b.attribute.iter().map(|x| (x.name(), x)).collect();
@@ -735,7 +839,11 @@ fn node_changes(ma: &Model, a: &NodeProto, mb: &Model, b: &NodeProto) -> Result<
             (Some(x), Some(y)) => {
                 let (eq, storage) = attr_eq(ma, x, mb, y)?;
                 if !eq || storage {
-                    out.push(Change::new(k, Some(show_attr(ma, x)?), Some(show_attr(mb, y)?)));
+                    out.push(Change::new(
+                        k,
+                        Some(show_attr(ma, x)?),
+                        Some(show_attr(mb, y)?),
+                    ));
                 }
             }
             (Some(x), None) => out.push(Change::new(k, Some(show_attr(ma, x)?), None)),
@@ -761,10 +869,17 @@ fn consumers(g: &GraphProto) -> HashMap<&str, Vec<usize>> {
 }
 
 fn used_by(g: &GraphProto, cons: &HashMap<&str, Vec<usize>>, names: &[String]) -> Vec<String> {
-    let mut idx: Vec<usize> = names.iter().flat_map(|n| cons.get(n.as_str()).into_iter().flatten().copied()).collect();
+    let mut idx: Vec<usize> = names
+        .iter()
+        .flat_map(|n| cons.get(n.as_str()).into_iter().flatten().copied())
+        .collect();
     idx.sort_unstable();
     idx.dedup();
-    let mut v: Vec<String> = idx.iter().take(MAX_USED_BY).map(|&i| format!("{} ({})", g.node[i].name(), op_label(&g.node[i]))).collect();
+    let mut v: Vec<String> = idx
+        .iter()
+        .take(MAX_USED_BY)
+        .map(|&i| format!("{} ({})", g.node[i].name(), op_label(&g.node[i])))
+        .collect();
     if idx.len() > MAX_USED_BY {
         v.push(format!("and {} more", idx.len() - MAX_USED_BY));
     }
@@ -774,8 +889,16 @@ fn used_by(g: &GraphProto, cons: &HashMap<&str, Vec<usize>>, names: &[String]) -
 fn diff_nodes(ma: &Model, mb: &Model) -> Result<Vec<NodeChange>> {
     let (ga, gb) = (ma.graph(), mb.graph());
     let (ka, kb) = (node_keys(ga), node_keys(gb));
-    let ia: HashMap<&str, usize> = ka.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
-    let ib: HashMap<&str, usize> = kb.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let ia: HashMap<&str, usize> = ka
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
+    let ib: HashMap<&str, usize> = kb
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let cons_b = consumers(gb);
     // (sort key, change): B nodes at (pos_b, 0, 0); a removed node after the B position of the
     // closest preceding A node that is still in B.
@@ -793,12 +916,24 @@ fn diff_nodes(ma: &Model, mb: &Model) -> Result<Vec<NodeChange>> {
             },
             Some(&i) => {
                 let a = &ga.node[i];
-                let changes = node_changes(ma, a, mb, b).with_context(|| format!("node `{key}`"))?;
+                let changes =
+                    node_changes(ma, a, mb, b).with_context(|| format!("node `{key}`"))?;
                 if changes.is_empty() {
                     continue;
                 }
-                let used = if b.op_type() == "Constant" { used_by(gb, &cons_b, &b.output) } else { Vec::new() };
-                NodeChange { key: key.clone(), kind: Kind::Changed, op: op_label(b), node: None, changes, used_by: used }
+                let used = if b.op_type() == "Constant" {
+                    used_by(gb, &cons_b, &b.output)
+                } else {
+                    Vec::new()
+                };
+                NodeChange {
+                    key: key.clone(),
+                    kind: Kind::Changed,
+                    op: op_label(b),
+                    node: None,
+                    changes,
+                    used_by: used,
+                }
             }
         };
         items.push(((j as i64, 0, 0), ch));
@@ -858,8 +993,18 @@ fn diff_initializers(ma: &Model, mb: &Model) -> Result<Vec<TensorChange>> {
             }
         }
         let (old, new) = (a.map(Content::summary), b.map(Content::summary));
-        let used = if a.is_some() && b.is_some() { used_by(mb.graph(), &cons_b, &[name.to_string()]) } else { Vec::new() };
-        out.push(TensorChange { name: name.to_string(), kind: Kind::of(&old, &new), old, new, used_by: used });
+        let used = if a.is_some() && b.is_some() {
+            used_by(mb.graph(), &cons_b, &[name.to_string()])
+        } else {
+            Vec::new()
+        };
+        out.push(TensorChange {
+            name: name.to_string(),
+            kind: Kind::of(&old, &new),
+            old,
+            new,
+            used_by: used,
+        });
     }
     Ok(out)
 }
@@ -869,8 +1014,16 @@ fn diff_initializers(ma: &Model, mb: &Model) -> Result<Vec<TensorChange>> {
 
 /// By name; in B's order then removed ones in A's order (`ordered`), or by name.
 fn diff_vis(a: &[ValueInfoProto], b: &[ValueInfoProto], ordered: bool) -> Vec<IoChange> {
-    let sa: HashMap<&str, Signature> = a.iter().rev().map(|v| (v.name(), Signature::of(v))).collect();
-    let sb: HashMap<&str, Signature> = b.iter().rev().map(|v| (v.name(), Signature::of(v))).collect();
+    let sa: HashMap<&str, Signature> = a
+        .iter()
+        .rev()
+        .map(|v| (v.name(), Signature::of(v)))
+        .collect();
+    let sb: HashMap<&str, Signature> = b
+        .iter()
+        .rev()
+        .map(|v| (v.name(), Signature::of(v)))
+        .collect();
     let mut order: Vec<&str> = Vec::new();
     let mut seen = BTreeSet::new();
     for v in b.iter().chain(a) {
@@ -887,7 +1040,12 @@ fn diff_vis(a: &[ValueInfoProto], b: &[ValueInfoProto], ordered: bool) -> Vec<Io
         if x == y {
             continue;
         }
-        out.push(IoChange { name: name.to_string(), kind: Kind::of(&x, &y), old: x.cloned(), new: y.cloned() });
+        out.push(IoChange {
+            name: name.to_string(),
+            kind: Kind::of(&x, &y),
+            old: x.cloned(),
+            new: y.cloned(),
+        });
     }
     out
 }
@@ -896,8 +1054,18 @@ fn diff_vis(a: &[ValueInfoProto], b: &[ValueInfoProto], ordered: bool) -> Vec<Io
 fn order_change(what: &str, a: &[ValueInfoProto], b: &[ValueInfoProto]) -> Option<Change> {
     let na: BTreeSet<&str> = a.iter().map(|v| v.name()).collect();
     let nb: BTreeSet<&str> = b.iter().map(|v| v.name()).collect();
-    let ca: Vec<String> = a.iter().map(|v| v.name()).filter(|n| nb.contains(n)).map(String::from).collect();
-    let cb: Vec<String> = b.iter().map(|v| v.name()).filter(|n| na.contains(n)).map(String::from).collect();
+    let ca: Vec<String> = a
+        .iter()
+        .map(|v| v.name())
+        .filter(|n| nb.contains(n))
+        .map(String::from)
+        .collect();
+    let cb: Vec<String> = b
+        .iter()
+        .map(|v| v.name())
+        .filter(|n| na.contains(n))
+        .map(String::from)
+        .collect();
     (ca != cb).then(|| Change::text(what, Some(names(&ca)), Some(names(&cb))))
 }
 
@@ -909,40 +1077,86 @@ fn diff_header(ma: &Model, mb: &Model) -> Vec<Change> {
             out.push(Change::text(what, x, y));
         }
     };
-    field("ir_version", a.ir_version.map(|v| v.to_string()), b.ir_version.map(|v| v.to_string()));
+    field(
+        "ir_version",
+        a.ir_version.map(|v| v.to_string()),
+        b.ir_version.map(|v| v.to_string()),
+    );
     let opsets = |m: &crate::onnx::ModelProto| -> BTreeMap<String, i64> {
-        m.opset_import.iter().map(|o| (norm_domain(o.domain()).to_string(), o.version())).collect()
+        m.opset_import
+            .iter()
+            .map(|o| (norm_domain(o.domain()).to_string(), o.version()))
+            .collect()
     };
     let (oa, ob) = (opsets(a), opsets(b));
     for d in oa.keys().chain(ob.keys()).collect::<BTreeSet<_>>() {
-        field(&format!("opset {d}"), oa.get(d).map(|v| v.to_string()), ob.get(d).map(|v| v.to_string()));
+        field(
+            &format!("opset {d}"),
+            oa.get(d).map(|v| v.to_string()),
+            ob.get(d).map(|v| v.to_string()),
+        );
     }
     let s = |x: &Option<String>| x.clone().filter(|v| !v.is_empty());
     field("producer_name", s(&a.producer_name), s(&b.producer_name));
-    field("producer_version", s(&a.producer_version), s(&b.producer_version));
+    field(
+        "producer_version",
+        s(&a.producer_version),
+        s(&b.producer_version),
+    );
     field("domain", s(&a.domain), s(&b.domain));
-    field("model_version", a.model_version.map(|v| v.to_string()), b.model_version.map(|v| v.to_string()));
+    field(
+        "model_version",
+        a.model_version.map(|v| v.to_string()),
+        b.model_version.map(|v| v.to_string()),
+    );
     let gname = |m: &Model| Some(m.graph().name().to_string()).filter(|v| !v.is_empty());
     field("graph name", gname(ma), gname(mb));
     let meta = |m: &crate::onnx::ModelProto| -> BTreeMap<String, String> {
-        m.metadata_props.iter().map(|p| (p.key().to_string(), p.value().to_string())).collect()
+        m.metadata_props
+            .iter()
+            .map(|p| (p.key().to_string(), p.value().to_string()))
+            .collect()
     };
     let (pa, pb) = (meta(a), meta(b));
     for k in pa.keys().chain(pb.keys()).collect::<BTreeSet<_>>() {
-        field(&format!("metadata {k:?}"), pa.get(k).map(|v| format!("{v:?}")), pb.get(k).map(|v| format!("{v:?}")));
+        field(
+            &format!("metadata {k:?}"),
+            pa.get(k).map(|v| format!("{v:?}")),
+            pb.get(k).map(|v| format!("{v:?}")),
+        );
     }
     let funcs = |m: &crate::onnx::ModelProto| -> BTreeMap<String, String> {
         m.functions
             .iter()
             .map(|f| {
-                let key = format!("{}::{}{}", norm_domain(f.domain()), f.name(), if f.overload().is_empty() { String::new() } else { format!(":{}", f.overload()) });
-                (key, format!("{} nodes #{}", f.node.len(), short_hash(&[&f.encode_to_vec()])))
+                let key = format!(
+                    "{}::{}{}",
+                    norm_domain(f.domain()),
+                    f.name(),
+                    if f.overload().is_empty() {
+                        String::new()
+                    } else {
+                        format!(":{}", f.overload())
+                    }
+                );
+                (
+                    key,
+                    format!(
+                        "{} nodes #{}",
+                        f.node.len(),
+                        short_hash(&[&f.encode_to_vec()])
+                    ),
+                )
             })
             .collect()
     };
     let (fa, fb) = (funcs(a), funcs(b));
     for k in fa.keys().chain(fb.keys()).collect::<BTreeSet<_>>() {
-        field(&format!("function {k}"), fa.get(k).cloned(), fb.get(k).cloned());
+        field(
+            &format!("function {k}"),
+            fa.get(k).cloned(),
+            fb.get(k).cloned(),
+        );
     }
     let (ga, gb) = (ma.graph(), mb.graph());
     out.extend(order_change("input order", &ga.input, &gb.input));
@@ -1011,7 +1225,14 @@ pub fn render(d: &GraphDiff) -> String {
             let sign = n.kind.sign();
             match &n.node {
                 Some(s) => {
-                    let _ = writeln!(out, "  {sign} {} ({}): {} -> {}", n.key, n.op, names(&s.inputs), names(&s.outputs));
+                    let _ = writeln!(
+                        out,
+                        "  {sign} {} ({}): {} -> {}",
+                        n.key,
+                        n.op,
+                        names(&s.inputs),
+                        names(&s.outputs)
+                    );
                     for (k, v) in &s.attributes {
                         let _ = writeln!(out, "      {k}: {v}");
                     }
@@ -1066,12 +1287,20 @@ mod tests {
     fn model(g: GraphProto) -> Model {
         let proto = ModelProto {
             ir_version: Some(8),
-            opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: Some(String::new()),
+                version: Some(13),
+            }],
             producer_name: Some("test".into()),
             graph: Some(g),
             ..Default::default()
         };
-        Model { proto, base_dir: None, external: BTreeMap::new(), source: "test".into() }
+        Model {
+            proto,
+            base_dir: None,
+            external: BTreeMap::new(),
+            source: "test".into(),
+        }
     }
 
     /// x -> Conv(w) -> Reshape(shape const) -> y
@@ -1079,11 +1308,30 @@ mod tests {
         GraphProto {
             name: Some("g".into()),
             node: vec![
-                make_node("Conv", "conv", &["x", "w"], &["c"], vec![make_attr_ints("kernel_shape", &[3, 3]), make_attr_i("group", 1)]),
-                make_node("Constant", "shape", &[], &["s"], vec![make_attr_t("value", tensor_i64("", &[2], &[1, -1]))]),
+                make_node(
+                    "Conv",
+                    "conv",
+                    &["x", "w"],
+                    &["c"],
+                    vec![
+                        make_attr_ints("kernel_shape", &[3, 3]),
+                        make_attr_i("group", 1),
+                    ],
+                ),
+                make_node(
+                    "Constant",
+                    "shape",
+                    &[],
+                    &["s"],
+                    vec![make_attr_t("value", tensor_i64("", &[2], &[1, -1]))],
+                ),
                 make_node("Reshape", "reshape", &["c", "s"], &["y"], vec![]),
             ],
-            input: vec![make_vi("x", 1, &[Dim::Known(1), Dim::Known(3), Dim::Known(8), Dim::Known(8)])],
+            input: vec![make_vi(
+                "x",
+                1,
+                &[Dim::Known(1), Dim::Known(3), Dim::Known(8), Dim::Known(8)],
+            )],
             output: vec![make_vi("y", 1, &[Dim::Sym("batch".into()), Dim::Known(-1)])],
             initializer: vec![tensor_f32("w", &[4, 3, 3, 3], &vec![0.5; 108])],
             ..Default::default()
@@ -1111,7 +1359,14 @@ mod tests {
         g.node[0].attribute.pop();
         g.node[0].attribute.push(make_attr_ints("strides", &[2, 2]));
         let d = diff(&model(graph()), &model(g)).unwrap();
-        assert_eq!(d.summary.nodes, Counts { added: 0, removed: 0, changed: 1 });
+        assert_eq!(
+            d.summary.nodes,
+            Counts {
+                added: 0,
+                removed: 0,
+                changed: 1
+            }
+        );
         insta::assert_snapshot!(render(&d), @r"
         nodes: 1 changed
 
@@ -1179,14 +1434,29 @@ mod tests {
         let raw = w.raw_data.take().unwrap();
         w.data_location = Some(DataLocation::External as i32);
         w.external_data = vec![
-            StringStringEntryProto { key: Some("location".into()), value: Some("w.bin".into()) },
-            StringStringEntryProto { key: Some("offset".into()), value: Some("4".into()) },
+            StringStringEntryProto {
+                key: Some("location".into()),
+                value: Some("w.bin".into()),
+            },
+            StringStringEntryProto {
+                key: Some("offset".into()),
+                value: Some("4".into()),
+            },
         ];
-        b.external.insert("w.bin".into(), Bytes::from([&[0u8; 4][..], &raw].concat()));
+        b.external
+            .insert("w.bin".into(), Bytes::from([&[0u8; 4][..], &raw].concat()));
         let d = diff(&a, &b).unwrap();
         assert_eq!(d.initializers.len(), 1);
-        assert!(render(&d).contains("(storage: raw -> external:w.bin)"), "{}", render(&d));
-        assert!(!render(&d).contains(" -> #"), "content must compare equal: {}", render(&d));
+        assert!(
+            render(&d).contains("(storage: raw -> external:w.bin)"),
+            "{}",
+            render(&d)
+        );
+        assert!(
+            !render(&d).contains(" -> #"),
+            "content must compare equal: {}",
+            render(&d)
+        );
         // A real content change through external data is seen.
         let mut data = b.external["w.bin"].to_vec();
         data[4..8].copy_from_slice(&1.5f32.to_le_bytes());
@@ -1199,12 +1469,21 @@ mod tests {
     fn added_removed_and_renamed_nodes_header_and_io() {
         let mut g = graph();
         g.node[2].input[1] = "s2".into();
-        g.node[1] = make_node("Constant", "shape2", &[], &["s2"], vec![make_attr_t("value", tensor_f32("", &[], &[0.25]))]);
+        g.node[1] = make_node(
+            "Constant",
+            "shape2",
+            &[],
+            &["s2"],
+            vec![make_attr_t("value", tensor_f32("", &[], &[0.25]))],
+        );
         g.node.push(make_node("Relu", "", &["y"], &["z"], vec![]));
         g.output[0] = make_vi("z", 1, &[Dim::Sym("batch".into()), Dim::Known(256)]);
         let mut b = model(g);
         b.proto.opset_import[0].version = Some(17);
-        b.proto.metadata_props.push(StringStringEntryProto { key: Some("author".into()), value: Some("me".into()) });
+        b.proto.metadata_props.push(StringStringEntryProto {
+            key: Some("author".into()),
+            value: Some("me".into()),
+        });
         let d = diff(&model(graph()), &b).unwrap();
         insta::assert_snapshot!(render(&d), @r#"
         header: 1 added, 1 changed; outputs: 1 added, 1 removed; nodes: 2 added, 1 removed, 1 changed

@@ -9,11 +9,17 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use anyhow::{bail, Result};
 
-use crate::onnx::{attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto};
+use crate::onnx::{
+    attribute_proto::AttributeType, AttributeProto, GraphProto, NodeProto, TensorProto,
+};
 
 /// `node `name` (Op)` — how messages name a node.
 pub fn describe(n: &NodeProto) -> String {
-    let name = if n.name().is_empty() { n.output.first().map(String::as_str).unwrap_or("?") } else { n.name() };
+    let name = if n.name().is_empty() {
+        n.output.first().map(String::as_str).unwrap_or("?")
+    } else {
+        n.name()
+    };
     format!("node `{}` ({})", name, n.op_type())
 }
 
@@ -147,7 +153,10 @@ pub fn constant_ref<'a>(g: &'a GraphProto, ix: &GraphIndex, name: &str) -> Optio
     if n.op_type() != "Constant" {
         return None;
     }
-    n.attribute.iter().find(|a| a.name() == "value").and_then(|a| a.t.as_ref())
+    n.attribute
+        .iter()
+        .find(|a| a.name() == "value")
+        .and_then(|a| a.t.as_ref())
 }
 
 /// The tensor a `Constant` node produces.
@@ -184,19 +193,26 @@ pub fn attr_f(n: &NodeProto, name: &str) -> Option<f32> {
 
 /// An INTS attribute.
 pub fn attr_ints<'a>(n: &'a NodeProto, name: &str) -> Option<&'a [i64]> {
-    attr(n, name).filter(|a| a.r#type() == AttributeType::Ints || !a.ints.is_empty()).map(|a| a.ints.as_slice())
+    attr(n, name)
+        .filter(|a| a.r#type() == AttributeType::Ints || !a.ints.is_empty())
+        .map(|a| a.ints.as_slice())
 }
 
 /// A STRING attribute as UTF-8 (lossy).
 pub fn attr_s(n: &NodeProto, name: &str) -> Option<String> {
-    attr(n, name).and_then(|a| a.s.as_ref()).map(|s| String::from_utf8_lossy(s).into_owned())
+    attr(n, name)
+        .and_then(|a| a.s.as_ref())
+        .map(|s| String::from_utf8_lossy(s).into_owned())
 }
 
 /// A required INTS attribute, with an error naming node and attribute.
 pub fn req_ints<'a>(n: &'a NodeProto, name: &str) -> Result<&'a [i64]> {
     match attr_ints(n, name) {
         Some(v) => Ok(v),
-        None => bail!("{}: missing required attribute `{name}` (ints)", describe(n)),
+        None => bail!(
+            "{}: missing required attribute `{name}` (ints)",
+            describe(n)
+        ),
     }
 }
 
@@ -206,32 +222,63 @@ pub fn set_attr_ints(n: &mut NodeProto, name: &str, v: &[i64]) {
         a.ints = v.to_vec();
         a.r#type = Some(AttributeType::Ints as i32);
     } else {
-        n.attribute.push(AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() });
+        n.attribute.push(AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: v.to_vec(),
+            ..Default::default()
+        });
     }
 }
 
 /// An INT attribute proto.
 pub fn make_attr_i(name: &str, v: i64) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Int as i32),
+        i: Some(v),
+        ..Default::default()
+    }
 }
 
 /// An INTS attribute proto.
 pub fn make_attr_ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Ints as i32),
+        ints: v.to_vec(),
+        ..Default::default()
+    }
 }
 
 /// A FLOAT attribute proto.
 pub fn make_attr_f(name: &str, v: f32) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Float as i32), f: Some(v), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Float as i32),
+        f: Some(v),
+        ..Default::default()
+    }
 }
 
 /// A TENSOR attribute proto.
 pub fn make_attr_t(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Tensor as i32), t: Some(t), ..Default::default() }
+    AttributeProto {
+        name: Some(name.into()),
+        r#type: Some(AttributeType::Tensor as i32),
+        t: Some(t),
+        ..Default::default()
+    }
 }
 
 /// A new node.
-pub fn make_node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<AttributeProto>) -> NodeProto {
+pub fn make_node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<AttributeProto>,
+) -> NodeProto {
     NodeProto {
         op_type: Some(op.into()),
         name: Some(name.into()),
@@ -333,20 +380,29 @@ pub fn cleanup(g: &mut GraphProto) -> CleanupReport {
         }
     }
     let mut rep = CleanupReport::default();
-    let dead: BTreeSet<usize> = (0..g.node.len()).filter(|i| !live_nodes.contains(i)).collect();
+    let dead: BTreeSet<usize> = (0..g.node.len())
+        .filter(|i| !live_nodes.contains(i))
+        .collect();
     for &i in &dead {
         rep.nodes.push(g.node[i].name().to_string());
     }
     remove_nodes(g, &dead);
     let before: Vec<String> = g.initializer.iter().map(|t| t.name().to_string()).collect();
     let inputs: HashSet<String> = g.input.iter().map(|v| v.name().to_string()).collect();
-    g.initializer.retain(|t| live_tensors.contains(t.name()) || inputs.contains(t.name()));
+    g.initializer
+        .retain(|t| live_tensors.contains(t.name()) || inputs.contains(t.name()));
     let after: HashSet<&str> = g.initializer.iter().map(|t| t.name()).collect();
-    rep.initializers = before.into_iter().filter(|n| !after.contains(n.as_str())).collect();
+    rep.initializers = before
+        .into_iter()
+        .filter(|n| !after.contains(n.as_str()))
+        .collect();
     let vi_before: Vec<String> = g.value_info.iter().map(|v| v.name().to_string()).collect();
     g.value_info.retain(|v| live_tensors.contains(v.name()));
     let vi_after: HashSet<&str> = g.value_info.iter().map(|v| v.name()).collect();
-    rep.value_info = vi_before.into_iter().filter(|n| !vi_after.contains(n.as_str())).collect();
+    rep.value_info = vi_before
+        .into_iter()
+        .filter(|n| !vi_after.contains(n.as_str()))
+        .collect();
     rep
 }
 
@@ -357,8 +413,12 @@ pub fn toposort(g: &mut GraphProto) -> Result<()> {
     if order.iter().enumerate().all(|(i, &j)| i == j) {
         return Ok(());
     }
-    let mut old: Vec<Option<NodeProto>> = std::mem::take(&mut g.node).into_iter().map(Some).collect();
-    g.node = order.into_iter().map(|i| old[i].take().expect("each index once")).collect();
+    let mut old: Vec<Option<NodeProto>> =
+        std::mem::take(&mut g.node).into_iter().map(Some).collect();
+    g.node = order
+        .into_iter()
+        .map(|i| old[i].take().expect("each index once"))
+        .collect();
     Ok(())
 }
 
@@ -383,7 +443,10 @@ pub fn topo_order(g: &GraphProto) -> Result<Vec<usize>> {
         }
         for p in preds {
             if p == i {
-                bail!("{} reads its own output: the graph has a cycle", describe(node));
+                bail!(
+                    "{} reads its own output: the graph has a cycle",
+                    describe(node)
+                );
             }
             indeg[i] += 1;
             succ[p].push(i);
@@ -402,8 +465,15 @@ pub fn topo_order(g: &GraphProto) -> Result<Vec<usize>> {
         }
     }
     if order.len() != n {
-        let stuck: Vec<String> = (0..n).filter(|&i| indeg[i] > 0).take(5).map(|i| describe(&g.node[i])).collect();
-        bail!("the graph has a cycle; nodes on or after it: {}", stuck.join(", "));
+        let stuck: Vec<String> = (0..n)
+            .filter(|&i| indeg[i] > 0)
+            .take(5)
+            .map(|i| describe(&g.node[i]))
+            .collect();
+        bail!(
+            "the graph has a cycle; nodes on or after it: {}",
+            stuck.join(", ")
+        );
     }
     Ok(order)
 }
@@ -431,13 +501,19 @@ pub fn check_references(g: &GraphProto) -> Result<()> {
     for n in &g.node {
         for i in n.input.iter().filter(|i| !i.is_empty()) {
             if !defined.contains(i.as_str()) {
-                bail!("{} reads tensor `{i}`, which no node, input or initializer defines", describe(n));
+                bail!(
+                    "{} reads tensor `{i}`, which no node, input or initializer defines",
+                    describe(n)
+                );
             }
         }
     }
     for o in &g.output {
         if !defined.contains(o.name()) {
-            bail!("graph output `{}` is not produced by any node, input or initializer", o.name());
+            bail!(
+                "graph output `{}` is not produced by any node, input or initializer",
+                o.name()
+            );
         }
     }
     Ok(())
@@ -447,7 +523,11 @@ pub fn check_references(g: &GraphProto) -> Result<()> {
 pub fn op_histogram(g: &GraphProto) -> Vec<(String, usize)> {
     let mut h: BTreeMap<String, usize> = BTreeMap::new();
     for n in &g.node {
-        let key = if n.domain().is_empty() || n.domain() == "ai.onnx" { n.op_type().to_string() } else { format!("{}::{}", n.domain(), n.op_type()) };
+        let key = if n.domain().is_empty() || n.domain() == "ai.onnx" {
+            n.op_type().to_string()
+        } else {
+            format!("{}::{}", n.domain(), n.op_type())
+        };
         *h.entry(key).or_default() += 1;
     }
     let mut v: Vec<(String, usize)> = h.into_iter().collect();
@@ -466,8 +546,14 @@ mod tests {
                 make_node("Relu", "a", &["x"], &["x1"], vec![]),
                 make_node("Relu", "dead", &["x"], &["unused"], vec![]),
             ],
-            input: vec![crate::onnx::ValueInfoProto { name: Some("x".into()), ..Default::default() }],
-            output: vec![crate::onnx::ValueInfoProto { name: Some("x2".into()), ..Default::default() }],
+            input: vec![crate::onnx::ValueInfoProto {
+                name: Some("x".into()),
+                ..Default::default()
+            }],
+            output: vec![crate::onnx::ValueInfoProto {
+                name: Some("x2".into()),
+                ..Default::default()
+            }],
             initializer: vec![crate::tensor::tensor_i64("w", &[1], &[1])],
             ..Default::default()
         }
@@ -506,9 +592,21 @@ mod tests {
     #[test]
     fn constants_from_initializers_and_constant_nodes() {
         let mut g = chain();
-        g.node.push(make_node("Constant", "c", &[], &["cval"], vec![make_attr_t("value", crate::tensor::tensor_i64("", &[2], &[3, 4]))]));
+        g.node.push(make_node(
+            "Constant",
+            "c",
+            &[],
+            &["cval"],
+            vec![make_attr_t(
+                "value",
+                crate::tensor::tensor_i64("", &[2], &[3, 4]),
+            )],
+        ));
         let ix = GraphIndex::build(&g);
-        assert!(matches!(constant(&g, &ix, "w"), Some((ConstSource::Initializer(0), _))));
+        assert!(matches!(
+            constant(&g, &ix, "w"),
+            Some((ConstSource::Initializer(0), _))
+        ));
         let (src, t) = constant(&g, &ix, "cval").unwrap();
         assert_eq!(src, ConstSource::ConstantNode(3));
         assert_eq!(crate::tensor::values(&t).unwrap().as_i64(), vec![3, 4]);

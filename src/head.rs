@@ -79,16 +79,25 @@ pub const MAX_BATCH: i64 = 4096;
 
 /// Σ (h/s)·(w/s) over `strides`, `None` on overflow.
 fn grid_total(strides: &[i64], h: i64, w: i64) -> Option<i64> {
-    strides.iter().try_fold(0i64, |acc, s| (h / s).checked_mul(w / s).and_then(|c| acc.checked_add(c)))
+    strides.iter().try_fold(0i64, |acc, s| {
+        (h / s).checked_mul(w / s).and_then(|c| acc.checked_add(c))
+    })
 }
 
 /// The stride set whose grids add up to `n` for an `h`×`w` input.
 pub fn strides_for(n: i64, h: i64, w: i64) -> Option<Vec<i64>> {
-    STRIDE_SETS.iter().find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && grid_total(ss, h, w) == Some(n)).map(|s| s.to_vec())
+    STRIDE_SETS
+        .iter()
+        .find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && grid_total(ss, h, w) == Some(n))
+        .map(|s| s.to_vec())
 }
 
 fn is_trt_plugin(op: &str, domain: &str) -> bool {
-    domain == "TRT" || domain.starts_with("trt") || op.contains("_TRT") || op == "BatchedNMSDynamic_TRT" || op == "EfficientNMS_TRT"
+    domain == "TRT"
+        || domain.starts_with("trt")
+        || op.contains("_TRT")
+        || op == "BatchedNMSDynamic_TRT"
+        || op == "EfficientNMS_TRT"
 }
 
 /// Find the image input: the first non-initializer graph input of rank 4.
@@ -103,9 +112,21 @@ fn image_input(m: &Model) -> Result<(String, Vec<Dim>)> {
                 return Ok((i.name().to_string(), s.clone()));
             }
         }
-        seen.push(format!("`{}` {}", i.name(), s.map(|s| fmt_shape(&s)).unwrap_or_else(|| "(no shape)".into())));
+        seen.push(format!(
+            "`{}` {}",
+            i.name(),
+            s.map(|s| fmt_shape(&s))
+                .unwrap_or_else(|| "(no shape)".into())
+        ));
     }
-    bail!("no image input found: expected a graph input of shape [B, 3, H, W], found {}", if seen.is_empty() { "no inputs".to_string() } else { seen.join(", ") })
+    bail!(
+        "no image input found: expected a graph input of shape [B, 3, H, W], found {}",
+        if seen.is_empty() {
+            "no inputs".to_string()
+        } else {
+            seen.join(", ")
+        }
+    )
 }
 
 /// Is `name` (an input of the final Concat) a constant-1 column?
@@ -160,7 +181,11 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     let batch = input_shape[0].clone();
     let height = input_shape[2].known();
     let width = input_shape[3].known();
-    for (what, v, max) in [("height", height, MAX_INPUT_SIDE), ("width", width, MAX_INPUT_SIDE), ("batch", batch.known(), MAX_BATCH)] {
+    for (what, v, max) in [
+        ("height", height, MAX_INPUT_SIDE),
+        ("width", width, MAX_INPUT_SIDE),
+        ("batch", batch.known(), MAX_BATCH),
+    ] {
         if let Some(v) = v.filter(|&v| v <= 0 || v > max) {
             bail!("input `{input}` declares shape {}: {what} {v} is outside 1..={max}, not a size this tool can handle", fmt_shape(&input_shape));
         }
@@ -181,9 +206,17 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         nms_node: None,
         merged_outputs: vec![],
     };
-    if let Some(n) = g.node.iter().find(|n| is_trt_plugin(n.op_type(), n.domain())) {
+    if let Some(n) = g
+        .node
+        .iter()
+        .find(|n| is_trt_plugin(n.op_type(), n.domain()))
+    {
         head.family = Family::TrtPlugin;
-        head.rule = format!("{} of domain `{}` is a TensorRT plugin: the graph runs only in TensorRT", describe(n), n.domain());
+        head.rule = format!(
+            "{} of domain `{}` is a TensorRT plugin: the graph runs only in TensorRT",
+            describe(n),
+            n.domain()
+        );
         head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
         return Ok(head);
     }
@@ -191,7 +224,15 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         head.family = Family::Merged;
         head.nms_node = Some(n.name().to_string());
         head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
-        head.rule = format!("{} is in the graph; outputs {}", describe(n), head.merged_outputs.iter().map(|o| format!("`{o}`")).collect::<Vec<_>>().join(", "));
+        head.rule = format!(
+            "{} is in the graph; outputs {}",
+            describe(n),
+            head.merged_outputs
+                .iter()
+                .map(|o| format!("`{o}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         return Ok(head);
     }
     let (Some(h), Some(w)) = (height, width) else {
@@ -202,12 +243,21 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     for o in &g.output {
         let shape = vi_shape(o).or_else(|| shapes.and_then(|s| s.shape(o.name()).cloned()));
         let dt = vi_dtype(o).unwrap_or(DataType::Float as i32);
-        found.push(format!("`{}` {}", o.name(), shape.as_ref().map(|s| fmt_shape(s)).unwrap_or_else(|| "(no shape)".into())));
+        found.push(format!(
+            "`{}` {}",
+            o.name(),
+            shape
+                .as_ref()
+                .map(|s| fmt_shape(s))
+                .unwrap_or_else(|| "(no shape)".into())
+        ));
         let Some(shape) = shape else { continue };
         if shape.len() != 3 || dt != DataType::Float as i32 {
             continue;
         }
-        let (Some(n), Some(k)) = (shape[1].known(), shape[2].known()) else { continue };
+        let (Some(n), Some(k)) = (shape[1].known(), shape[2].known()) else {
+            continue;
+        };
         if let Some(strides) = strides_for(n, h, w) {
             if k < 6 {
                 bail!("output `{}` {} has {k} columns per box; a YOLOX/Gold-YOLO head has 5 + classes (at least 6)", o.name(), fmt_shape(&shape));
@@ -231,7 +281,15 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         );
     };
     let n = head.num_boxes.unwrap_or(0);
-    let strides_txt = format!("N = {n} = {} for strides {:?} at {h}x{w}", head.grids.iter().map(|(a, b)| format!("{a}*{b}")).collect::<Vec<_>>().join(" + "), head.strides);
+    let strides_txt = format!(
+        "N = {n} = {} for strides {:?} at {h}x{w}",
+        head.grids
+            .iter()
+            .map(|(a, b)| format!("{a}*{b}"))
+            .collect::<Vec<_>>()
+            .join(" + "),
+        head.strides
+    );
     // Gold-YOLO: Concat(boxes, ones, cls) at the output.
     if let Some(&p) = ix.producer.get(&out) {
         let last = &g.node[p];
@@ -249,7 +307,10 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         head.rule = format!("{} is on the path to output `{out}`: the box decode (exp(wh) * stride) is in the graph; {strides_txt}", describe(&g.node[e]));
         return Ok(head);
     }
-    let sigmoids = anc.iter().filter(|&&i| g.node[i].op_type() == "Sigmoid").count();
+    let sigmoids = anc
+        .iter()
+        .filter(|&&i| g.node[i].op_type() == "Sigmoid")
+        .count();
     if sigmoids == 0 {
         bail!("output `{out}` has the shape of a detection head ({strides_txt}) but no Sigmoid on its path: not a YOLOX or Gold-YOLO head");
     }

@@ -30,14 +30,22 @@ pub struct Letterbox {
 impl Letterbox {
     /// Map a box from input pixels back to photo pixels (clipped to the photo).
     pub fn to_photo(&self, b: [f32; 4]) -> [f32; 4] {
-        let f = |v: f32, pad: f64, max: u32| (((v as f64 - pad) / self.ratio).clamp(0.0, max as f64)) as f32;
-        [f(b[0], self.pad_x, self.width), f(b[1], self.pad_y, self.height), f(b[2], self.pad_x, self.width), f(b[3], self.pad_y, self.height)]
+        let f = |v: f32, pad: f64, max: u32| {
+            (((v as f64 - pad) / self.ratio).clamp(0.0, max as f64)) as f32
+        };
+        [
+            f(b[0], self.pad_x, self.width),
+            f(b[1], self.pad_y, self.height),
+            f(b[2], self.pad_x, self.width),
+            f(b[3], self.pad_y, self.height),
+        ]
     }
 }
 
 /// Read a photo.
 pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let img = image::open(path).with_context(|| format!("cannot read image `{}`", path.display()))?;
+    let img =
+        image::open(path).with_context(|| format!("cannot read image `{}`", path.display()))?;
     Ok(img.to_rgb8())
 }
 
@@ -78,11 +86,21 @@ pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy
     }
     let r = (h as f64 / img.height() as f64).min(w as f64 / img.width() as f64);
     let (nw, nh) = match family {
-        Family::GoldYolo => ((img.width() as f64 * r).round() as u32, (img.height() as f64 * r).round() as u32),
-        _ => ((img.width() as f64 * r) as u32, (img.height() as f64 * r) as u32),
+        Family::GoldYolo => (
+            (img.width() as f64 * r).round() as u32,
+            (img.height() as f64 * r).round() as u32,
+        ),
+        _ => (
+            (img.width() as f64 * r) as u32,
+            (img.height() as f64 * r) as u32,
+        ),
     };
     let (nw, nh) = (nw.clamp(1, w), nh.clamp(1, h));
-    let resized = if (nw, nh) == (img.width(), img.height()) { img.clone() } else { resize_bilinear(img, nw, nh) };
+    let resized = if (nw, nh) == (img.width(), img.height()) {
+        img.clone()
+    } else {
+        resize_bilinear(img, nw, nh)
+    };
     let (pad_x, pad_y) = match family {
         Family::GoldYolo => {
             let dw = (w - nw) as f64 / 2.0;
@@ -106,13 +124,26 @@ pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy
             data[c * plane + i] = p.0[src_c] as f32 * scale;
         }
     }
-    let lb = Letterbox { ratio: r, pad_x, pad_y, width: img.width(), height: img.height() };
-    Ok((Npy::new(vec![1, 3, h as usize, w as usize], NpyData::F32(data))?, lb))
+    let lb = Letterbox {
+        ratio: r,
+        pad_x,
+        pad_y,
+        width: img.width(),
+        height: img.height(),
+    };
+    Ok((
+        Npy::new(vec![1, 3, h as usize, w as usize], NpyData::F32(data))?,
+        lb,
+    ))
 }
 
 /// A deterministic synthetic input for a family (smooth gradients plus hashed noise), [B,3,H,W].
 pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
-    let scale = if family == Family::GoldYolo { 1.0 / 255.0 } else { 1.0 };
+    let scale = if family == Family::GoldYolo {
+        1.0 / 255.0
+    } else {
+        1.0
+    };
     let mut data = Vec::with_capacity(b * 3 * h * w);
     let mut state: u64 = 0x9E3779B97F4A7C15;
     for _ in 0..b {
@@ -123,7 +154,11 @@ pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
                     state ^= state >> 7;
                     state ^= state << 17;
                     let noise = (state % 64) as f32;
-                    let v = ((x * 255 / w.max(1)) as f32 * 0.5 + (y * 255 / h.max(1)) as f32 * 0.3 + c as f32 * 20.0 + noise).min(255.0);
+                    let v = ((x * 255 / w.max(1)) as f32 * 0.5
+                        + (y * 255 / h.max(1)) as f32 * 0.3
+                        + c as f32 * 20.0
+                        + noise)
+                        .min(255.0);
                     data.push(v * scale);
                 }
             }
@@ -149,7 +184,18 @@ const FONT: [(char, [u8; 5]); 12] = [
 
 /// A distinct colour per class.
 pub fn class_colour(class: usize) -> Rgb<u8> {
-    const P: [[u8; 3]; 10] = [[230, 25, 75], [60, 180, 75], [0, 130, 200], [245, 130, 48], [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]];
+    const P: [[u8; 3]; 10] = [
+        [230, 25, 75],
+        [60, 180, 75],
+        [0, 130, 200],
+        [245, 130, 48],
+        [145, 30, 180],
+        [70, 240, 240],
+        [240, 50, 230],
+        [210, 245, 60],
+        [250, 190, 212],
+        [0, 128, 128],
+    ];
     Rgb(P[class % P.len()])
 }
 
@@ -157,7 +203,12 @@ pub fn class_colour(class: usize) -> Rgb<u8> {
 pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, score: f32) {
     let col = class_colour(class);
     let (w, h) = (img.width() as i64, img.height() as i64);
-    let (x1, y1, x2, y2) = (b[0].floor() as i64, b[1].floor() as i64, b[2].ceil() as i64, b[3].ceil() as i64);
+    let (x1, y1, x2, y2) = (
+        b[0].floor() as i64,
+        b[1].floor() as i64,
+        b[2].ceil() as i64,
+        b[3].ceil() as i64,
+    );
     let mut put = |x: i64, y: i64, c: Rgb<u8>| {
         if x >= 0 && y >= 0 && x < w && y < h {
             img.put_pixel(x as u32, y as u32, c);
@@ -183,13 +234,19 @@ pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, score: f32) {
         }
     }
     for (k, ch) in label.chars().enumerate() {
-        let Some((_, g)) = FONT.iter().find(|(c, _)| *c == ch) else { continue };
+        let Some((_, g)) = FONT.iter().find(|(c, _)| *c == ch) else {
+            continue;
+        };
         for (row, bits) in g.iter().enumerate() {
             for colm in 0..3 {
                 if bits & (1 << (2 - colm)) != 0 {
                     for dy in 0..scale {
                         for dx in 0..scale {
-                            put(lx + 1 + (k as i64 * 4 + colm) * scale + dx, ly + 1 + row as i64 * scale + dy, Rgb([255, 255, 255]));
+                            put(
+                                lx + 1 + (k as i64 * 4 + colm) * scale + dx,
+                                ly + 1 + row as i64 * scale + dy,
+                                Rgb([255, 255, 255]),
+                            );
                         }
                     }
                 }

@@ -41,7 +41,11 @@ pub struct Report {
 }
 
 fn io(v: &crate::onnx::ValueInfoProto) -> Io {
-    Io { name: v.name().to_string(), dtype: vi_dtype(v).map(dtype_name).unwrap_or_else(|| "?".into()), shape: vi_shape(v) }
+    Io {
+        name: v.name().to_string(),
+        dtype: vi_dtype(v).map(dtype_name).unwrap_or_else(|| "?".into()),
+        shape: vi_shape(v),
+    }
 }
 
 /// Build the report.
@@ -54,7 +58,8 @@ pub fn inspect(m: &Model) -> Result<Report> {
     for t in &g.initializer {
         let n = numel(&t.dims).unwrap_or(0) as u64;
         parameters = parameters.saturating_add(n);
-        parameter_bytes = parameter_bytes.saturating_add(n.saturating_mul(dtype_size(t.data_type()).unwrap_or(0) as u64));
+        parameter_bytes = parameter_bytes
+            .saturating_add(n.saturating_mul(dtype_size(t.data_type()).unwrap_or(0) as u64));
     }
     let (head, head_error) = match recognize(m, None) {
         Ok(h) => (Some(h), None),
@@ -66,16 +71,40 @@ pub fn inspect(m: &Model) -> Result<Report> {
     };
     Ok(Report {
         ir_version: p.ir_version(),
-        opsets: p.opset_import.iter().map(|o| (if o.domain().is_empty() { "ai.onnx".to_string() } else { o.domain().to_string() }, o.version())).collect(),
-        producer: format!("{} {}", p.producer_name(), p.producer_version()).trim().to_string(),
-        inputs: g.input.iter().filter(|i| !inits.contains(i.name())).map(io).collect(),
+        opsets: p
+            .opset_import
+            .iter()
+            .map(|o| {
+                (
+                    if o.domain().is_empty() {
+                        "ai.onnx".to_string()
+                    } else {
+                        o.domain().to_string()
+                    },
+                    o.version(),
+                )
+            })
+            .collect(),
+        producer: format!("{} {}", p.producer_name(), p.producer_version())
+            .trim()
+            .to_string(),
+        inputs: g
+            .input
+            .iter()
+            .filter(|i| !inits.contains(i.name()))
+            .map(io)
+            .collect(),
         outputs: g.output.iter().map(io).collect(),
         nodes: g.node.len(),
         op_histogram: op_histogram(g),
         initializers: g.initializer.len(),
         parameters,
         parameter_bytes,
-        metadata: p.metadata_props.iter().map(|e| (e.key().to_string(), e.value().to_string())).collect(),
+        metadata: p
+            .metadata_props
+            .iter()
+            .map(|e| (e.key().to_string(), e.value().to_string()))
+            .collect(),
         head,
         head_error,
         resolution_constants,
@@ -83,15 +112,39 @@ pub fn inspect(m: &Model) -> Result<Report> {
 }
 
 fn fmt_io(v: &Io) -> String {
-    format!("{} {}{}", v.name, v.dtype, v.shape.as_ref().map(|s| fmt_shape(s)).unwrap_or_else(|| " (no shape)".into()))
+    format!(
+        "{} {}{}",
+        v.name,
+        v.dtype,
+        v.shape
+            .as_ref()
+            .map(|s| fmt_shape(s))
+            .unwrap_or_else(|| " (no shape)".into())
+    )
 }
 
 /// Human-readable rendering (stable: used in snapshots).
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "ir_version: {}", r.ir_version);
-    let _ = writeln!(s, "opsets:     {}", r.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(s, "producer:   {}", if r.producer.is_empty() { "(none)" } else { &r.producer });
+    let _ = writeln!(
+        s,
+        "opsets:     {}",
+        r.opsets
+            .iter()
+            .map(|(d, v)| format!("{d} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        s,
+        "producer:   {}",
+        if r.producer.is_empty() {
+            "(none)"
+        } else {
+            &r.producer
+        }
+    );
     for i in &r.inputs {
         let _ = writeln!(s, "input:      {}", fmt_io(i));
     }
@@ -99,8 +152,20 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s, "output:     {}", fmt_io(o));
     }
     let _ = writeln!(s, "nodes:      {}", r.nodes);
-    let _ = writeln!(s, "params:     {} in {} initializers ({} bytes)", r.parameters, r.initializers, r.parameter_bytes);
-    let _ = writeln!(s, "ops:        {}", r.op_histogram.iter().map(|(o, c)| format!("{o}:{c}")).collect::<Vec<_>>().join(" "));
+    let _ = writeln!(
+        s,
+        "params:     {} in {} initializers ({} bytes)",
+        r.parameters, r.initializers, r.parameter_bytes
+    );
+    let _ = writeln!(
+        s,
+        "ops:        {}",
+        r.op_histogram
+            .iter()
+            .map(|(o, c)| format!("{o}:{c}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     for (k, v) in &r.metadata {
         let _ = writeln!(s, "metadata:   {k} = {v}");
     }
@@ -108,7 +173,13 @@ pub fn render(r: &Report) -> String {
         (Some(h), _) => {
             let _ = writeln!(s, "head:       {}", h.family.label());
             let _ = writeln!(s, "  rule:     {}", h.rule);
-            let _ = writeln!(s, "  input:    {} {} (batch {})", h.input, fmt_shape(&h.input_shape), h.batch);
+            let _ = writeln!(
+                s,
+                "  input:    {} {} (batch {})",
+                h.input,
+                fmt_shape(&h.input_shape),
+                h.batch
+            );
             if let (Some(hh), Some(ww)) = (h.height, h.width) {
                 let _ = writeln!(s, "  size:     {hh}x{ww} (HxW)");
             }
@@ -120,7 +191,15 @@ pub fn render(r: &Report) -> String {
             }
             if !h.strides.is_empty() {
                 let _ = writeln!(s, "  strides:  {:?}", h.strides);
-                let _ = writeln!(s, "  grids:    {}", h.grids.iter().map(|(a, b)| format!("{a}x{b}")).collect::<Vec<_>>().join(", "));
+                let _ = writeln!(
+                    s,
+                    "  grids:    {}",
+                    h.grids
+                        .iter()
+                        .map(|(a, b)| format!("{a}x{b}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
                 let _ = writeln!(s, "  boxes:    {}", h.num_boxes.unwrap_or(0));
             }
             if let Some(n) = &h.nms_node {
@@ -133,12 +212,19 @@ pub fn render(r: &Report) -> String {
         _ => {}
     }
     if !r.resolution_constants.is_empty() {
-        let _ = writeln!(s, "resolution-dependent constants: {}", r.resolution_constants.len());
+        let _ = writeln!(
+            s,
+            "resolution-dependent constants: {}",
+            r.resolution_constants.len()
+        );
         for c in &r.resolution_constants {
             let _ = writeln!(s, "  {} ({}): {} = {}", c.node, c.op, c.what, c.value);
         }
     } else if r.head.as_ref().map(|h| h.output.is_some()).unwrap_or(false) {
-        let _ = writeln!(s, "resolution-dependent constants: none (only the I/O shapes depend on the input size)");
+        let _ = writeln!(
+            s,
+            "resolution-dependent constants: none (only the I/O shapes depend on the input size)"
+        );
     }
     s
 }

@@ -4,19 +4,19 @@ pub mod onnx {
     #![allow(clippy::all, missing_docs)]
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
+pub mod builder;
+pub mod check;
+pub mod detect;
 pub mod diff;
-pub mod npy;
-pub mod postprocess;
 pub mod graph;
 pub mod head;
+pub mod imageio;
+pub mod inspect;
 pub mod model;
+pub mod npy;
+pub mod passes;
+pub mod postprocess;
+pub mod resdep;
+pub mod run;
 pub mod shape;
 pub mod tensor;
-pub mod inspect;
-pub mod resdep;
-pub mod builder;
-pub mod passes;
-pub mod run;
-pub mod check;
-pub mod imageio;
-pub mod detect;

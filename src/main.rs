@@ -28,7 +28,9 @@ struct Cli {
 enum Cmd {
     /// Show IR/opsets, I/O, op histogram, parameters, the recognized detection head and the
     /// constants baked from the input resolution.
-    #[command(after_help = "Examples:\n  postmerge inspect tests/fixtures/yolox_nano_640x640.onnx\n  postmerge inspect model.onnx --json | jq .head.family")]
+    #[command(
+        after_help = "Examples:\n  postmerge inspect tests/fixtures/yolox_nano_640x640.onnx\n  postmerge inspect model.onnx --json | jq .head.family"
+    )]
     Inspect {
         /// Model to inspect (.onnx; external data is read from its folder)
         model: PathBuf,
@@ -37,7 +39,9 @@ enum Cmd {
         json: bool,
     },
     /// Append decode + score threshold + NonMaxSuppression so the model outputs final detections.
-    #[command(after_help = "Examples:\n  postmerge merge yolox_nano.onnx -o yolox_nano_post.onnx\n  postmerge merge gold_yolo_n.onnx -o e2e.onnx --layout trt --max-det 100\n  postmerge merge model.onnx -o m.onnx --thresholds inputs --score 0.3 --iou 0.5\n\nDefaults follow PINTO's published models: --max-per-class 20 --iou 0.40 --score 0.25.\nLayouts: pinto (YOLOX default) batchno_classid_score_x1y1x2y2 [N,7]; pinto-goldyolo (Gold-YOLO\ndefault) batchno_classid_x1y1x2y2_score [N,7]; trt num_dets/det_boxes/det_scores/det_classes;\nultralytics output0 [B,K,6]; decoded boxes [B,N,4] + scores [B,N,C] (no NMS).")]
+    #[command(
+        after_help = "Examples:\n  postmerge merge yolox_nano.onnx -o yolox_nano_post.onnx\n  postmerge merge gold_yolo_n.onnx -o e2e.onnx --layout trt --max-det 100\n  postmerge merge model.onnx -o m.onnx --thresholds inputs --score 0.3 --iou 0.5\n\nDefaults follow PINTO's published models: --max-per-class 20 --iou 0.40 --score 0.25.\nLayouts: pinto (YOLOX default) batchno_classid_score_x1y1x2y2 [N,7]; pinto-goldyolo (Gold-YOLO\ndefault) batchno_classid_x1y1x2y2_score [N,7]; trt num_dets/det_boxes/det_scores/det_classes;\nultralytics output0 [B,K,6]; decoded boxes [B,N,4] + scores [B,N,C] (no NMS)."
+    )]
     Merge {
         /// Exported model (YOLOX raw or decoded head, Gold-YOLO / YOLOv6)
         input: PathBuf,
@@ -96,7 +100,9 @@ enum Cmd {
         image: Option<PathBuf>,
     },
     /// Re-specialize an export to other input sizes (and batch) without going back to PyTorch.
-    #[command(after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel.")]
+    #[command(
+        after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel."
+    )]
     Resize {
         /// Exported model (un-merged)
         input: PathBuf,
@@ -114,7 +120,9 @@ enum Cmd {
         json: bool,
     },
     /// Prove a merged model by running it and the original with tract on the same input.
-    #[command(after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nExit codes: 0 equal, 1 mismatch, 2 error.")]
+    #[command(
+        after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nExit codes: 0 equal, 1 mismatch, 2 error."
+    )]
     Check {
         /// The un-merged export
         original: PathBuf,
@@ -131,7 +139,9 @@ enum Cmd {
         json: bool,
     },
     /// Run a model on a photo and draw the detections into a PNG.
-    #[command(after_help = "Examples:\n  postmerge detect yolox_nano_post.onnx dog.jpg -o dog_dets.png\n  postmerge detect gold_yolo_n.onnx image1.jpg -o out.png --json\n\nMerged models use their own NMS; raw exports are post-processed in Rust with --score/--iou/--max-per-class.")]
+    #[command(
+        after_help = "Examples:\n  postmerge detect yolox_nano_post.onnx dog.jpg -o dog_dets.png\n  postmerge detect gold_yolo_n.onnx image1.jpg -o out.png --json\n\nMerged models use their own NMS; raw exports are post-processed in Rust with --score/--iou/--max-per-class."
+    )]
     Detect {
         /// Merged model or raw export
         model: PathBuf,
@@ -159,7 +169,9 @@ enum Cmd {
     /// Prepare a model for INT8 quantization: decode with boxes normalized to [0,1] and scores as
     /// separate outputs, constants and BatchNorm folded, Identity/Dropout removed, static shapes in
     /// value_info, and the float post-process listed for `quantize_static(nodes_to_exclude=…)`.
-    #[command(after_help = "Examples:\n  postmerge quant-prep yolox_nano.onnx -o yolox_nano_qprep.onnx\n  postmerge quant-prep yolox_nano.onnx -o prep.onnx --layout pinto\n  python -c \"import json; from onnxruntime.quantization import quantize_static; ...\n    quantize_static('prep.onnx', 'int8.onnx', reader, nodes_to_exclude=json.load(open('prep.nodes_to_exclude.json')))\"\n\nThe default layout `decoded` gives the backbone+head only (boxes [B,N,4] in [0,1], scores [B,N,C]),\nready to quantize and pair with NMS on the host. The sidecar OUTPUT minus .onnx plus\n.nodes_to_exclude.json is a JSON list accepted as is by onnxruntime's quantize_static.")]
+    #[command(
+        after_help = "Examples:\n  postmerge quant-prep yolox_nano.onnx -o yolox_nano_qprep.onnx\n  postmerge quant-prep yolox_nano.onnx -o prep.onnx --layout pinto\n  python -c \"import json; from onnxruntime.quantization import quantize_static; ...\n    quantize_static('prep.onnx', 'int8.onnx', reader, nodes_to_exclude=json.load(open('prep.nodes_to_exclude.json')))\"\n\nThe default layout `decoded` gives the backbone+head only (boxes [B,N,4] in [0,1], scores [B,N,C]),\nready to quantize and pair with NMS on the host. The sidecar OUTPUT minus .onnx plus\n.nodes_to_exclude.json is a JSON list accepted as is by onnxruntime's quantize_static."
+    )]
     QuantPrep {
         /// Exported (or already merged) model
         input: PathBuf,
@@ -189,7 +201,9 @@ enum Cmd {
         in_place: bool,
     },
     /// Retune the NMS parameters of an already merged model (ours, PINTO's, YOLOv6 --end2end --ort).
-    #[command(after_help = "Examples:\n  postmerge set merged.onnx -o retuned.onnx --score 0.3 --iou 0.5 --max-per-class 50\n  postmerge set merged.onnx -o merged.onnx --in-place --score 0.35")]
+    #[command(
+        after_help = "Examples:\n  postmerge set merged.onnx -o retuned.onnx --score 0.3 --iou 0.5 --max-per-class 50\n  postmerge set merged.onnx -o merged.onnx --in-place --score 0.35"
+    )]
     Set {
         /// Merged model
         input: PathBuf,
@@ -214,7 +228,9 @@ enum Cmd {
     },
     /// Re-encode a model (a lossless round trip), optionally moving large weights into an external
     /// data file — the way to write models over the 2 GiB protobuf limit.
-    #[command(after_help = "Examples:\n  postmerge convert model.onnx -o copy.onnx\n  postmerge convert big.onnx -o out/big.onnx --external-data big.onnx.data")]
+    #[command(
+        after_help = "Examples:\n  postmerge convert model.onnx -o copy.onnx\n  postmerge convert big.onnx -o out/big.onnx --external-data big.onnx.data"
+    )]
     Convert {
         /// Input model
         input: PathBuf,
@@ -229,7 +245,9 @@ enum Cmd {
         in_place: bool,
     },
     /// Semantic diff of two models: opsets, I/O, nodes, attributes, initializers (by content hash).
-    #[command(after_help = "Examples:\n  postmerge diff model_640x640.onnx model_128x160.onnx\n  postmerge diff original.onnx merged.onnx --json > review.json\n\nExit code is 0 whether or not the models differ.")]
+    #[command(
+        after_help = "Examples:\n  postmerge diff model_640x640.onnx model_128x160.onnx\n  postmerge diff original.onnx merged.onnx --json > review.json\n\nExit code is 0 whether or not the models differ."
+    )]
     Diff {
         /// First (old) model
         a: PathBuf,
@@ -253,14 +271,25 @@ fn parse_batch(b: Option<&str>) -> Result<Option<postmerge::passes::resize::Batc
     Ok(match b {
         None => None,
         Some("dynamic") | Some("dyn") | Some("N") => Some(BatchSpec::Dynamic),
-        Some(v) => Some(BatchSpec::Static(v.parse().map_err(|_| anyhow::anyhow!("--batch `{v}` is neither a number nor `dynamic`"))?)),
+        Some(v) => Some(BatchSpec::Static(v.parse().map_err(|_| {
+            anyhow::anyhow!("--batch `{v}` is neither a number nor `dynamic`")
+        })?)),
     })
 }
 
 /// Sizes × output pattern → jobs; validates before any work.
-fn plan_jobs(input: &std::path::Path, output: &str, sizes: &[String], batch: Option<&str>, in_place: bool) -> Result<Vec<Job>> {
+fn plan_jobs(
+    input: &std::path::Path,
+    output: &str,
+    sizes: &[String],
+    batch: Option<&str>,
+    in_place: bool,
+) -> Result<Vec<Job>> {
     let batch = parse_batch(batch)?;
-    let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let stem = input
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let mut parsed = Vec::new();
     for s in sizes {
         parsed.push(Some(postmerge::passes::resize::parse_size(s)?));
@@ -273,19 +302,40 @@ fn plan_jobs(input: &std::path::Path, output: &str, sizes: &[String], batch: Opt
     }
     let mut jobs: Vec<Job> = Vec::new();
     for size in parsed {
-        let (h, w) = size.map(|(h, w)| (h.to_string(), w.to_string())).unwrap_or_default();
-        let out = PathBuf::from(output.replace("{h}", &h).replace("{w}", &w).replace("{stem}", &stem));
+        let (h, w) = size
+            .map(|(h, w)| (h.to_string(), w.to_string()))
+            .unwrap_or_default();
+        let out = PathBuf::from(
+            output
+                .replace("{h}", &h)
+                .replace("{w}", &w)
+                .replace("{stem}", &stem),
+        );
         check_output(input, &out, in_place)?;
         if jobs.iter().any(|j| j.output == out) {
             anyhow::bail!("two sizes write the same file `{}`", out.display());
         }
-        jobs.push(Job { size, batch: batch.clone(), output: out });
+        jobs.push(Job {
+            size,
+            batch: batch.clone(),
+            output: out,
+        });
     }
     Ok(jobs)
 }
 
 #[allow(clippy::too_many_arguments)]
-fn merge_options(score: f32, iou: f32, max_per_class: i64, max_det: usize, layout: Option<LayoutArg>, agnostic: bool, thresholds: ThresholdsArg, opset: Option<i64>, family: Option<FamilyArg>) -> postmerge::passes::merge::MergeOptions {
+fn merge_options(
+    score: f32,
+    iou: f32,
+    max_per_class: i64,
+    max_det: usize,
+    layout: Option<LayoutArg>,
+    agnostic: bool,
+    thresholds: ThresholdsArg,
+    opset: Option<i64>,
+    family: Option<FamilyArg>,
+) -> postmerge::passes::merge::MergeOptions {
     use postmerge::postprocess::Layout;
     postmerge::passes::merge::MergeOptions {
         score_threshold: score,
@@ -312,7 +362,14 @@ fn merge_options(score: f32, iou: f32, max_per_class: i64, max_det: usize, layou
 
 /// Resize (when the job has a size or batch) then apply `then`, for every job, in parallel; the
 /// input is decoded once and shared (weights are reference-counted, not copied).
-fn run_jobs<F>(input: &std::path::Path, jobs: Vec<Job>, json: bool, then: F, check: bool, image: Option<PathBuf>) -> Result<ExitCode>
+fn run_jobs<F>(
+    input: &std::path::Path,
+    jobs: Vec<Job>,
+    json: bool,
+    then: F,
+    check: bool,
+    image: Option<PathBuf>,
+) -> Result<ExitCode>
 where
     F: Fn(&mut Model, &Job) -> Result<serde_json::Value> + Sync,
 {
@@ -325,7 +382,11 @@ where
     let done = AtomicUsize::new(0);
     let results: Mutex<Vec<(usize, Result<serde_json::Value>)>> = Mutex::new(Vec::new());
     let tty = std::io::stderr().is_terminal();
-    let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(total).max(1);
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(total)
+        .max(1);
     std::thread::scope(|sc| {
         for _ in 0..workers {
             sc.spawn(|| loop {
@@ -339,37 +400,72 @@ where
                     let mut report = serde_json::Map::new();
                     report.insert("output".into(), job.output.display().to_string().into());
                     if job.size.is_some() || job.batch.is_some() {
-                        let (h, w) = job.size.unwrap_or((postmerge::head::recognize(&m, None)?.height.unwrap_or(0), postmerge::head::recognize(&m, None)?.width.unwrap_or(0)));
-                        let rep = postmerge::passes::resize::resize(&mut m, &postmerge::passes::resize::ResizeOptions { height: h, width: w, batch: job.batch.clone() })
-                            .with_context(|| format!("cannot re-specialize `{}` to {h}x{w}", input.display()))?;
+                        let (h, w) = job.size.unwrap_or((
+                            postmerge::head::recognize(&m, None)?.height.unwrap_or(0),
+                            postmerge::head::recognize(&m, None)?.width.unwrap_or(0),
+                        ));
+                        let rep = postmerge::passes::resize::resize(
+                            &mut m,
+                            &postmerge::passes::resize::ResizeOptions {
+                                height: h,
+                                width: w,
+                                batch: job.batch.clone(),
+                            },
+                        )
+                        .with_context(|| {
+                            format!("cannot re-specialize `{}` to {h}x{w}", input.display())
+                        })?;
                         report.insert("resize".into(), serde_json::to_value(&rep)?);
                     }
                     let original = if check { Some(m.clone()) } else { None };
-                    let extra = then(&mut m, job).with_context(|| format!("cannot process `{}`", input.display()))?;
+                    let extra = then(&mut m, job)
+                        .with_context(|| format!("cannot process `{}`", input.display()))?;
                     if let serde_json::Value::Object(extra) = extra {
                         report.extend(extra);
                     }
-                    m.save(&job.output, &Default::default()).with_context(|| format!("cannot save `{}`", job.output.display()))?;
+                    m.save(&job.output, &Default::default())
+                        .with_context(|| format!("cannot save `{}`", job.output.display()))?;
                     if let Some(o) = original {
                         let written = load(&job.output)?;
                         let inp = match &image {
                             Some(p) => postmerge::check::CheckInput::Image(p.clone()),
                             None => postmerge::check::CheckInput::Synthetic,
                         };
-                        let r = postmerge::check::check_models(&o, &written, &postmerge::check::CheckOptions { input: inp, tol: Default::default() })?;
+                        let r = postmerge::check::check_models(
+                            &o,
+                            &written,
+                            &postmerge::check::CheckOptions {
+                                input: inp,
+                                tol: Default::default(),
+                            },
+                        )?;
                         report.insert("check".into(), serde_json::to_value(&r)?);
-                        report.insert("check_text".into(), postmerge::check::render_report(&r).into());
+                        report.insert(
+                            "check_text".into(),
+                            postmerge::check::render_report(&r).into(),
+                        );
                         if !r.ok {
-                            anyhow::bail!("check FAILED for `{}`:\n{}", job.output.display(), postmerge::check::render_report(&r));
+                            anyhow::bail!(
+                                "check FAILED for `{}`:\n{}",
+                                job.output.display(),
+                                postmerge::check::render_report(&r)
+                            );
                         }
                     }
                     Ok(serde_json::Value::Object(report))
                 })();
                 let k = done.fetch_add(1, Ordering::SeqCst) + 1;
                 if tty {
-                    eprintln!("[{k}/{total}] {} {}", if r.is_ok() { "wrote" } else { "FAILED" }, job.output.display());
+                    eprintln!(
+                        "[{k}/{total}] {} {}",
+                        if r.is_ok() { "wrote" } else { "FAILED" },
+                        job.output.display()
+                    );
                 }
-                results.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((i, r));
             });
         }
     });
@@ -380,7 +476,11 @@ where
     for (i, r) in results {
         match r {
             Ok(v) => values.push(v),
-            Err(e) => failed.push(format!("{}: {}", jobs[i].output.display(), render_error(&e))),
+            Err(e) => failed.push(format!(
+                "{}: {}",
+                jobs[i].output.display(),
+                render_error(&e)
+            )),
         }
     }
     if json {
@@ -400,14 +500,39 @@ where
                     for n in mr["notes"].as_array().into_iter().flatten() {
                         eprintln!("note: {}", n.as_str().unwrap_or(""));
                     }
-                    println!("{out}: merged {} head, layout {}, opset {}, {} nodes appended ({})", mr["family"].as_str().unwrap_or("?"), mr["layout"].as_str().unwrap_or("?"), mr["opset"], mr["appended_nodes"], mr["outputs"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default());
+                    println!(
+                        "{out}: merged {} head, layout {}, opset {}, {} nodes appended ({})",
+                        mr["family"].as_str().unwrap_or("?"),
+                        mr["layout"].as_str().unwrap_or("?"),
+                        mr["opset"],
+                        mr["appended_nodes"],
+                        mr["outputs"]
+                            .as_array()
+                            .map(|a| a
+                                .iter()
+                                .filter_map(|x| x.as_str())
+                                .collect::<Vec<_>>()
+                                .join(", "))
+                            .unwrap_or_default()
+                    );
                 }
             }
             if let Some(c) = v.get("check_text") {
                 eprint!("{}", c.as_str().unwrap_or(""));
             }
             if let Some(r) = v.get("resize") {
-                println!("{out}: {}x{} -> {}x{}, batch {} -> {}, N {} -> {}, {} constants rewritten", r["from"][0], r["from"][1], r["to"][0], r["to"][1], r["batch_from"].as_str().unwrap_or(""), r["batch_to"].as_str().unwrap_or(""), r["boxes_from"], r["boxes_to"], r["rewrites"].as_array().map(|a| a.len()).unwrap_or(0));
+                println!(
+                    "{out}: {}x{} -> {}x{}, batch {} -> {}, N {} -> {}, {} constants rewritten",
+                    r["from"][0],
+                    r["from"][1],
+                    r["to"][0],
+                    r["to"][1],
+                    r["batch_from"].as_str().unwrap_or(""),
+                    r["batch_to"].as_str().unwrap_or(""),
+                    r["boxes_from"],
+                    r["boxes_to"],
+                    r["rewrites"].as_array().map(|a| a.len()).unwrap_or(0)
+                );
             } else if v.get("merge").is_none() && v.get("quant_prep").is_none() {
                 println!("{out}: written");
             }
@@ -428,13 +553,17 @@ where
 fn write_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<()> {
     let p = output.with_extension("nodes_to_exclude.json");
     let text = serde_json::to_string_pretty(nodes)? + "\n";
-    postmerge::model::atomic_write(&p, text.as_bytes()).with_context(|| format!("cannot write `{}`", p.display()))
+    postmerge::model::atomic_write(&p, text.as_bytes())
+        .with_context(|| format!("cannot write `{}`", p.display()))
 }
 
 /// Refuse to overwrite the input unless asked to.
 fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: bool) -> Result<()> {
     if !in_place && postmerge::model::same_file(input, output) {
-        anyhow::bail!("output `{}` is the input file; pass --in-place to overwrite it on purpose", output.display());
+        anyhow::bail!(
+            "output `{}` is the input file; pass --in-place to overwrite it on purpose",
+            output.display()
+        );
     }
     Ok(())
 }
@@ -479,7 +608,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Inspect { model, json } => {
             let m = load(&model)?;
-            let r = postmerge::inspect::inspect(&m).with_context(|| format!("cannot inspect `{}`", model.display()))?;
+            let r = postmerge::inspect::inspect(&m)
+                .with_context(|| format!("cannot inspect `{}`", model.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
@@ -487,44 +617,127 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Merge { input, output, score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family, json, in_place, check, image, sizes, batch, quant_prep } => {
+        Cmd::Merge {
+            input,
+            output,
+            score,
+            iou,
+            max_per_class,
+            max_det,
+            layout,
+            agnostic,
+            thresholds,
+            opset,
+            family,
+            json,
+            in_place,
+            check,
+            image,
+            sizes,
+            batch,
+            quant_prep,
+        } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
-            let mut opts = merge_options(score, iou, max_per_class, max_det, layout, agnostic, thresholds, opset, family);
+            let mut opts = merge_options(
+                score,
+                iou,
+                max_per_class,
+                max_det,
+                layout,
+                agnostic,
+                thresholds,
+                opset,
+                family,
+            );
             opts.normalize_boxes = quant_prep;
-            run_jobs(&input, jobs, json, move |m, job| {
-                let rep = postmerge::passes::merge::merge(m, &opts)?;
-                let mut v = serde_json::json!({ "merge": serde_json::to_value(&rep)? });
-                if quant_prep {
+            run_jobs(
+                &input,
+                jobs,
+                json,
+                move |m, job| {
+                    let rep = postmerge::passes::merge::merge(m, &opts)?;
+                    let mut v = serde_json::json!({ "merge": serde_json::to_value(&rep)? });
+                    if quant_prep {
+                        let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
+                        write_sidecar(&job.output, &q.nodes_to_exclude)?;
+                        v["quant_prep"] = serde_json::to_value(&q)?;
+                    }
+                    Ok(v)
+                },
+                check,
+                image,
+            )
+        }
+        Cmd::QuantPrep {
+            input,
+            output,
+            layout,
+            score,
+            iou,
+            max_per_class,
+            max_det,
+            json,
+            in_place,
+        } => {
+            let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
+            let mut opts = merge_options(
+                score,
+                iou,
+                max_per_class,
+                max_det,
+                Some(layout.unwrap_or(LayoutArg::Decoded)),
+                false,
+                ThresholdsArg::Const,
+                None,
+                None,
+            );
+            opts.normalize_boxes = true;
+            run_jobs(
+                &input,
+                jobs,
+                json,
+                move |m, job| {
+                    let mut v = serde_json::json!({});
+                    let head = postmerge::head::recognize(m, None)?;
+                    if head.family != postmerge::head::Family::Merged {
+                        v["merge"] =
+                            serde_json::to_value(postmerge::passes::merge::merge(m, &opts)?)?;
+                    } else {
+                        v["note"] = "already merged: graph preparation only (boxes stay as the model computes them)".into();
+                    }
                     let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
                     write_sidecar(&job.output, &q.nodes_to_exclude)?;
                     v["quant_prep"] = serde_json::to_value(&q)?;
-                }
-                Ok(v)
-            }, check, image)
+                    Ok(v)
+                },
+                false,
+                None,
+            )
         }
-        Cmd::QuantPrep { input, output, layout, score, iou, max_per_class, max_det, json, in_place } => {
-            let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
-            let mut opts = merge_options(score, iou, max_per_class, max_det, Some(layout.unwrap_or(LayoutArg::Decoded)), false, ThresholdsArg::Const, None, None);
-            opts.normalize_boxes = true;
-            run_jobs(&input, jobs, json, move |m, job| {
-                let mut v = serde_json::json!({});
-                let head = postmerge::head::recognize(m, None)?;
-                if head.family != postmerge::head::Family::Merged {
-                    v["merge"] = serde_json::to_value(postmerge::passes::merge::merge(m, &opts)?)?;
-                } else {
-                    v["note"] = "already merged: graph preparation only (boxes stay as the model computes them)".into();
-                }
-                let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
-                write_sidecar(&job.output, &q.nodes_to_exclude)?;
-                v["quant_prep"] = serde_json::to_value(&q)?;
-                Ok(v)
-            }, false, None)
-        }
-        Cmd::Resize { input, output, sizes, batch, json } => {
+        Cmd::Resize {
+            input,
+            output,
+            sizes,
+            batch,
+            json,
+        } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), false)?;
-            run_jobs(&input, jobs, json, |_, _| Ok(serde_json::Value::Null), false, None)
+            run_jobs(
+                &input,
+                jobs,
+                json,
+                |_, _| Ok(serde_json::Value::Null),
+                false,
+                None,
+            )
         }
-        Cmd::Check { original, merged, image, input, json } => {
+        Cmd::Check {
+            original,
+            merged,
+            image,
+            input,
+            json,
+        } => {
             let o = load(&original)?;
             let m = load(&merged)?;
             let input = match (image, input) {
@@ -532,59 +745,129 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(p)) => postmerge::check::CheckInput::Npy(p),
                 (None, None) => postmerge::check::CheckInput::Synthetic,
             };
-            let r = postmerge::check::check_models(&o, &m, &postmerge::check::CheckOptions { input, tol: Default::default() })
-                .with_context(|| format!("cannot check `{}` against `{}`", merged.display(), original.display()))?;
+            let r = postmerge::check::check_models(
+                &o,
+                &m,
+                &postmerge::check::CheckOptions {
+                    input,
+                    tol: Default::default(),
+                },
+            )
+            .with_context(|| {
+                format!(
+                    "cannot check `{}` against `{}`",
+                    merged.display(),
+                    original.display()
+                )
+            })?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", postmerge::check::render_report(&r));
             }
-            Ok(if r.ok { ExitCode::SUCCESS } else { ExitCode::from(1) })
+            Ok(if r.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
         }
-        Cmd::Detect { model, image, output, json, score, iou, max_per_class, family } => {
+        Cmd::Detect {
+            model,
+            image,
+            output,
+            json,
+            score,
+            iou,
+            max_per_class,
+            family,
+        } => {
             check_output(&model, &output, false)?;
             check_output(&image, &output, false)?;
             let m = load(&model)?;
-            let params = postmerge::postprocess::NmsParams { score_threshold: score, iou_threshold: iou, max_per_class, agnostic: false };
+            let params = postmerge::postprocess::NmsParams {
+                score_threshold: score,
+                iou_threshold: iou,
+                max_per_class,
+                agnostic: false,
+            };
             let fam = family.map(Into::into);
-            let (r, img) = postmerge::detect::detect(&m, &image, fam, &params).with_context(|| format!("cannot run `{}` on `{}`", model.display(), image.display()))?;
-            postmerge::detect::save_png(&img, &output).with_context(|| format!("cannot save `{}`", output.display()))?;
+            let (r, img) =
+                postmerge::detect::detect(&m, &image, fam, &params).with_context(|| {
+                    format!("cannot run `{}` on `{}`", model.display(), image.display())
+                })?;
+            postmerge::detect::save_png(&img, &output)
+                .with_context(|| format!("cannot save `{}`", output.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
-                println!("{} detections ({}) -> {}", r.detections.len(), r.how, output.display());
+                println!(
+                    "{} detections ({}) -> {}",
+                    r.detections.len(),
+                    r.how,
+                    output.display()
+                );
                 for d in &r.detections {
-                    println!("  class {:>3}  score {:.3}  box [{:.1}, {:.1}, {:.1}, {:.1}]", d.class, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]);
+                    println!(
+                        "  class {:>3}  score {:.3}  box [{:.1}, {:.1}, {:.1}, {:.1}]",
+                        d.class, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Set { input, output, score, iou, max_per_class, json, in_place } => {
+        Cmd::Set {
+            input,
+            output,
+            score,
+            iou,
+            max_per_class,
+            json,
+            in_place,
+        } => {
             check_output(&input, &output, in_place)?;
             let mut m = load(&input)?;
-            let opts = postmerge::passes::set::SetOptions { score_threshold: score, iou_threshold: iou, max_per_class };
-            let changes = postmerge::passes::set::set(&mut m, &opts).with_context(|| format!("cannot retune `{}`", input.display()))?;
-            m.save(&output, &Default::default()).with_context(|| format!("cannot save `{}`", output.display()))?;
+            let opts = postmerge::passes::set::SetOptions {
+                score_threshold: score,
+                iou_threshold: iou,
+                max_per_class,
+            };
+            let changes = postmerge::passes::set::set(&mut m, &opts)
+                .with_context(|| format!("cannot retune `{}`", input.display()))?;
+            m.save(&output, &Default::default())
+                .with_context(|| format!("cannot save `{}`", output.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&changes)?);
             } else {
                 for c in &changes {
-                    println!("{}: {} `{}` {} -> {} ({})", c.node, c.parameter, c.tensor, c.old, c.new, c.how);
+                    println!(
+                        "{}: {} `{}` {} -> {} ({})",
+                        c.node, c.parameter, c.tensor, c.old, c.new, c.how
+                    );
                 }
             }
             Ok(ExitCode::SUCCESS)
         }
-        Cmd::Convert { input, output, external_data, in_place } => {
+        Cmd::Convert {
+            input,
+            output,
+            external_data,
+            in_place,
+        } => {
             check_output(&input, &output, in_place)?;
             let m = load(&input)?;
-            let opts = postmerge::model::SaveOptions { external_data, external_threshold: 1024 };
-            m.save(&output, &opts).with_context(|| format!("cannot save `{}`", output.display()))?;
+            let opts = postmerge::model::SaveOptions {
+                external_data,
+                external_threshold: 1024,
+            };
+            m.save(&output, &opts)
+                .with_context(|| format!("cannot save `{}`", output.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Cmd::Diff { a, b, json } => {
             let ma = load(&a)?;
             let mb = load(&b)?;
-            let d = postmerge::diff::diff(&ma, &mb).with_context(|| format!("cannot diff `{}` and `{}`", a.display(), b.display()))?;
+            let d = postmerge::diff::diff(&ma, &mb)
+                .with_context(|| format!("cannot diff `{}` and `{}`", a.display(), b.display()))?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&d)?);
             } else {

@@ -105,7 +105,11 @@ pub fn visit_tensors<'a>(m: &'a ModelProto, f: &mut dyn FnMut(&'a TensorProto)) 
 
 fn validate_location(loc: &str) -> Result<()> {
     let p = Path::new(loc);
-    if loc.is_empty() || p.is_absolute() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if loc.is_empty()
+        || p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         bail!("external data location `{loc}` must be a relative path inside the model's folder");
     }
     Ok(())
@@ -135,19 +139,32 @@ impl Model {
         if ir > SUPPORTED_IR_VERSION {
             bail!("`{source}` has IR version {ir}, newer than the {SUPPORTED_IR_VERSION} this build understands; its newer fields would be lost (update proto/onnx.proto)");
         }
-        let mut m = Model { proto, base_dir: base_dir.map(Path::to_path_buf), external: BTreeMap::new(), source: source.to_string() };
+        let mut m = Model {
+            proto,
+            base_dir: base_dir.map(Path::to_path_buf),
+            external: BTreeMap::new(),
+            source: source.to_string(),
+        };
         m.resolve_external()?;
         Ok(m)
     }
 
     /// Read and decode a model file; external data is read from files next to it.
     pub fn load(path: &Path) -> Result<Model> {
-        let meta = std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let meta =
+            std::fs::metadata(path).with_context(|| format!("cannot read `{}`", path.display()))?;
         if meta.is_dir() {
             bail!("`{}` is a folder, expected an .onnx file", path.display());
         }
-        let data = std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p });
+        let data =
+            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let dir = path.parent().map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        });
         Self::from_bytes_in(Bytes::from(data), &path.display().to_string(), dir)
     }
 
@@ -155,14 +172,18 @@ impl Model {
         let mut locations: Vec<(String, String)> = Vec::new();
         visit_tensors(&self.proto, &mut |t| {
             if is_external(t) {
-                locations.push((t.name().to_string(), external_entry(t, "location").unwrap_or("").to_string()));
+                locations.push((
+                    t.name().to_string(),
+                    external_entry(t, "location").unwrap_or("").to_string(),
+                ));
             }
         });
         for (tname, loc) in locations {
             if self.external.contains_key(&loc) {
                 continue;
             }
-            validate_location(&loc).with_context(|| format!("tensor `{tname}` in `{}`", self.source))?;
+            validate_location(&loc)
+                .with_context(|| format!("tensor `{tname}` in `{}`", self.source))?;
             let Some(dir) = &self.base_dir else {
                 bail!("tensor `{tname}` in `{}` is stored in external file `{loc}`, but the model was given as bytes with no folder", self.source);
             };
@@ -190,17 +211,31 @@ impl Model {
     /// The bytes of an external tensor (a zero-copy slice of its data file).
     pub fn external_slice(&self, t: &TensorProto) -> Result<Bytes> {
         let loc = external_entry(t, "location").unwrap_or("");
-        let file = self.external.get(loc).ok_or_else(|| anyhow!("tensor `{}`: external file `{loc}` not loaded", t.name()))?;
+        let file = self
+            .external
+            .get(loc)
+            .ok_or_else(|| anyhow!("tensor `{}`: external file `{loc}` not loaded", t.name()))?;
         let parse = |k: &str| -> Result<Option<usize>> {
             match external_entry(t, k) {
                 None => Ok(None),
-                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| anyhow!("tensor `{}`: external data `{k}` = `{v}` is not a number", t.name())),
+                Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| {
+                    anyhow!(
+                        "tensor `{}`: external data `{k}` = `{v}` is not a number",
+                        t.name()
+                    )
+                }),
             }
         };
         let off = parse("offset")?.unwrap_or(0);
         let len = match parse("length")? {
             Some(l) => l,
-            None => file.len().checked_sub(off).ok_or_else(|| anyhow!("tensor `{}`: offset {off} beyond the end of `{loc}` ({} bytes)", t.name(), file.len()))?,
+            None => file.len().checked_sub(off).ok_or_else(|| {
+                anyhow!(
+                    "tensor `{}`: offset {off} beyond the end of `{loc}` ({} bytes)",
+                    t.name(),
+                    file.len()
+                )
+            })?,
         };
         let end = off.checked_add(len).filter(|&e| e <= file.len()).ok_or_else(|| {
             anyhow!("tensor `{}` in `{}`: external data `{loc}` has {} bytes, the tensor needs bytes {off}..{}", t.name(), self.source, file.len(), off.saturating_add(len))
@@ -239,9 +274,22 @@ impl Model {
 
     /// Save to `path` atomically, with the external data it references.
     pub fn save(&self, path: &Path, opts: &SaveOptions) -> Result<()> {
-        let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+        let dir = path
+            .parent()
+            .map(|p| {
+                if p.as_os_str().is_empty() {
+                    Path::new(".")
+                } else {
+                    p
+                }
+            })
+            .unwrap_or(Path::new("."));
         if !dir.is_dir() {
-            bail!("cannot write `{}`: folder `{}` does not exist", path.display(), dir.display());
+            bail!(
+                "cannot write `{}`: folder `{}` does not exist",
+                path.display(),
+                dir.display()
+            );
         }
         if let (Some(name), Some(base)) = (&opts.external_data, &self.base_dir) {
             // never overwrite a data file the input model itself reads
@@ -252,7 +300,14 @@ impl Model {
             }
         }
         let (proto, files) = match &opts.external_data {
-            Some(name) => self.externalize(name, if opts.external_threshold == 0 { 1024 } else { opts.external_threshold })?,
+            Some(name) => self.externalize(
+                name,
+                if opts.external_threshold == 0 {
+                    1024
+                } else {
+                    opts.external_threshold
+                },
+            )?,
             None => (None, self.external.clone()),
         };
         let proto_ref = proto.as_ref().unwrap_or(&self.proto);
@@ -262,7 +317,11 @@ impl Model {
         }
         let bytes = proto_ref.encode_to_vec();
         // Data files first: the model file appears last, and only when everything is in place.
-        let same_dir = self.base_dir.as_deref().map(|b| same_path(b, dir)).unwrap_or(false);
+        let same_dir = self
+            .base_dir
+            .as_deref()
+            .map(|b| same_path(b, dir))
+            .unwrap_or(false);
         for (loc, data) in &files {
             validate_location(loc)?;
             if same_dir && opts.external_data.is_none() {
@@ -274,14 +333,25 @@ impl Model {
     }
 
     /// A copy of the proto where initializers ≥ threshold bytes point into one data file.
-    fn externalize(&self, name: &str, threshold: usize) -> Result<(Option<ModelProto>, BTreeMap<String, Bytes>)> {
+    fn externalize(
+        &self,
+        name: &str,
+        threshold: usize,
+    ) -> Result<(Option<ModelProto>, BTreeMap<String, Bytes>)> {
         validate_location(name)?;
         let mut proto = self.proto.clone();
         let mut blob: Vec<u8> = Vec::new();
         let g = proto.graph.get_or_insert_with(Default::default);
         for t in g.initializer.iter_mut() {
             let was_external = is_external(t);
-            let data = if was_external { self.external_slice(t)? } else { match &t.raw_data { Some(r) => r.clone(), None => continue } };
+            let data = if was_external {
+                self.external_slice(t)?
+            } else {
+                match &t.raw_data {
+                    Some(r) => r.clone(),
+                    None => continue,
+                }
+            };
             // tensors already external move into the new file whatever their size: the old data
             // file is not written next to the output
             if data.len() < threshold && !was_external {
@@ -307,7 +377,10 @@ impl Model {
 }
 
 fn kv(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: Some(k.to_string()), value: Some(v.to_string()) }
+    StringStringEntryProto {
+        key: Some(k.to_string()),
+        value: Some(v.to_string()),
+    }
 }
 
 fn same_path(a: &Path, b: &Path) -> bool {
@@ -328,21 +401,44 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
 /// Write `data` to `path` through a temp file in the same folder, fsync, then rename: readers see
 /// the old file or the complete new one, never a partial file.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
-    let dir = path.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p }).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
+        .unwrap_or(Path::new("."));
     let mut tmp = tempfile::Builder::new()
         .prefix(".postmerge-")
         .suffix(".tmp")
         .tempfile_in(dir)
-        .with_context(|| format!("cannot write `{}`: cannot create a temporary file in `{}`", path.display(), dir.display()))?;
-    tmp.write_all(data).with_context(|| format!("cannot write `{}`", path.display()))?;
-    tmp.as_file().sync_all().with_context(|| format!("cannot write `{}`", path.display()))?;
+        .with_context(|| {
+            format!(
+                "cannot write `{}`: cannot create a temporary file in `{}`",
+                path.display(),
+                dir.display()
+            )
+        })?;
+    tmp.write_all(data)
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    tmp.as_file()
+        .sync_all()
+        .with_context(|| format!("cannot write `{}`", path.display()))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         // tempfile creates 0600; give the result the destination's permissions, or rw-r--r--.
-        let mode = std::fs::metadata(path).map(|m| m.permissions().mode() & 0o7777).unwrap_or(0o644);
-        let _ = tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode));
+        let mode = std::fs::metadata(path)
+            .map(|m| m.permissions().mode() & 0o7777)
+            .unwrap_or(0o644);
+        let _ = tmp
+            .as_file()
+            .set_permissions(std::fs::Permissions::from_mode(mode));
     }
-    tmp.persist(path).map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error))?;
+    tmp.persist(path)
+        .map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error))?;
     Ok(())
 }

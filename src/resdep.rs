@@ -42,7 +42,10 @@ fn fmt_vals(v: &[i64]) -> String {
 }
 
 /// Split `a` and `b` (same element count) into aligned groups of equal products.
-pub fn reshape_groups(a: &[i64], b: &[i64]) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+pub fn reshape_groups(
+    a: &[i64],
+    b: &[i64],
+) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
     let (mut i, mut j) = (0usize, 0usize);
     let mut groups = Vec::new();
     while i < a.len() || j < b.len() {
@@ -96,7 +99,15 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
                 s[3] = Dim::Sym("W".into());
             }
         }
-        probe.map.insert(i.name().to_string(), Info { dtype: vi_dtype(i), shape, value: None, dims_value: None });
+        probe.map.insert(
+            i.name().to_string(),
+            Info {
+                dtype: vi_dtype(i),
+                shape,
+                value: None,
+                dims_value: None,
+            },
+        );
     }
     for (k, v) in &numeric.map {
         if ix.initializer.contains_key(k) && !probe.map.contains_key(k) {
@@ -120,14 +131,26 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
         let name = n.name().to_string();
         match n.op_type() {
             "Resize" => {
-                let in_spatial = probe.shape(&n.input[0]).map(|s| s.iter().any(is_spatial)).unwrap_or(false);
+                let in_spatial = probe
+                    .shape(&n.input[0])
+                    .map(|s| s.iter().any(is_spatial))
+                    .unwrap_or(false);
                 if let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) {
                     // constant parts of the sizes operand
                     let parts = const_parts(g, &ix, Some(&numeric), sz);
                     for (cname, vals, offset) in parts {
                         // only spatial elements (index ≥ 2 of the full sizes vector)
                         if offset + vals.len() > 2 {
-                            found.insert((pos[&ni], cname.clone()), ResConst { node: name.clone(), op: "Resize".into(), what: "target size (sizes)".into(), value: fmt_vals(&vals), constant: cname });
+                            found.insert(
+                                (pos[&ni], cname.clone()),
+                                ResConst {
+                                    node: name.clone(),
+                                    op: "Resize".into(),
+                                    what: "target size (sizes)".into(),
+                                    value: fmt_vals(&vals),
+                                    constant: cname,
+                                },
+                            );
                             if let Some(s) = outs[0].shape.as_mut() {
                                 for d in s.iter_mut().skip(2) {
                                     *d = sym();
@@ -141,29 +164,72 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
             }
             "AveragePool" => {
                 let k = attr_ints(n, "kernel_shape").unwrap_or(&[]).to_vec();
-                let st = attr_ints(n, "strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; k.len()]);
-                let pads = attr_ints(n, "pads").map(<[i64]>::to_vec).unwrap_or_default();
+                let st = attr_ints(n, "strides")
+                    .map(<[i64]>::to_vec)
+                    .unwrap_or_else(|| vec![1; k.len()]);
+                let pads = attr_ints(n, "pads")
+                    .map(<[i64]>::to_vec)
+                    .unwrap_or_default();
                 let in_shape = numeric.shape(&n.input[0]).cloned().unwrap_or_default();
                 let out_shape = numeric.shape(&n.output[0]).cloned().unwrap_or_default();
-                let in_spatial = probe.shape(&n.input[0]).map(|s| s.iter().any(is_spatial)).unwrap_or(false);
+                let in_spatial = probe
+                    .shape(&n.input[0])
+                    .map(|s| s.iter().any(is_spatial))
+                    .unwrap_or(false);
                 if in_spatial && k.iter().any(|&x| x > 1) && pads.iter().all(|&p| p == 0) {
-                    let f = |s: &[Dim]| s.iter().skip(2).map(|d| d.to_string()).collect::<Vec<_>>().join("x");
-                    found.insert((pos[&ni], format!("{name}.kernel_shape")), ResConst {
-                        node: name.clone(),
-                        op: "AveragePool".into(),
-                        what: format!("kernel/strides of an adaptive-pool emulation {} -> {}", f(&in_shape), f(&out_shape)),
-                        value: format!("kernel {k:?} strides {st:?}"),
-                        constant: format!("{name}.kernel_shape"),
-                    });
+                    let f = |s: &[Dim]| {
+                        s.iter()
+                            .skip(2)
+                            .map(|d| d.to_string())
+                            .collect::<Vec<_>>()
+                            .join("x")
+                    };
+                    found.insert(
+                        (pos[&ni], format!("{name}.kernel_shape")),
+                        ResConst {
+                            node: name.clone(),
+                            op: "AveragePool".into(),
+                            what: format!(
+                                "kernel/strides of an adaptive-pool emulation {} -> {}",
+                                f(&in_shape),
+                                f(&out_shape)
+                            ),
+                            value: format!("kernel {k:?} strides {st:?}"),
+                            constant: format!("{name}.kernel_shape"),
+                        },
+                    );
                 }
             }
             "Reshape" | "Expand" | "Tile" | "ConstantOfShape" => {
-                let operand = if n.op_type() == "ConstantOfShape" { 0 } else { 1 };
-                let data_in = if n.op_type() == "ConstantOfShape" { None } else { probe.shape(&n.input[0]).cloned() };
-                let num_in = if n.op_type() == "ConstantOfShape" { None } else { numeric.shape(&n.input[0]).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>()) };
-                let num_out = numeric.shape(&n.output[0]).and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>());
-                let parts = const_parts(g, &ix, Some(&numeric), n.input.get(operand).map(String::as_str).unwrap_or(""));
-                if let (Some(pin), Some(nin), Some(nout), "Reshape") = (&data_in, &num_in, &num_out, n.op_type()) {
+                let operand = if n.op_type() == "ConstantOfShape" {
+                    0
+                } else {
+                    1
+                };
+                let data_in = if n.op_type() == "ConstantOfShape" {
+                    None
+                } else {
+                    probe.shape(&n.input[0]).cloned()
+                };
+                let num_in = if n.op_type() == "ConstantOfShape" {
+                    None
+                } else {
+                    numeric
+                        .shape(&n.input[0])
+                        .and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>())
+                };
+                let num_out = numeric
+                    .shape(&n.output[0])
+                    .and_then(|s| s.iter().map(Dim::known).collect::<Option<Vec<i64>>>());
+                let parts = const_parts(
+                    g,
+                    &ix,
+                    Some(&numeric),
+                    n.input.get(operand).map(String::as_str).unwrap_or(""),
+                );
+                if let (Some(pin), Some(nin), Some(nout), "Reshape") =
+                    (&data_in, &num_in, &num_out, n.op_type())
+                {
                     if pin.iter().any(is_spatial) {
                         if let Some(groups) = reshape_groups(nin, nout) {
                             let mut flagged_dims = Vec::new();
@@ -173,9 +239,32 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
                                 }
                             }
                             for (cname, vals, offset) in &parts {
-                                let hit: Vec<usize> = (0..vals.len()).filter(|k| flagged_dims.contains(&(offset + k)) && vals[*k] != -1 && vals[*k] != 0).collect();
+                                let hit: Vec<usize> = (0..vals.len())
+                                    .filter(|k| {
+                                        flagged_dims.contains(&(offset + k))
+                                            && vals[*k] != -1
+                                            && vals[*k] != 0
+                                    })
+                                    .collect();
                                 if !hit.is_empty() {
-                                    found.insert((pos[&ni], cname.clone()), ResConst { node: name.clone(), op: "Reshape".into(), what: format!("target shape over spatial dims (input {})", crate::shape::fmt_shape(&numeric.shape(&n.input[0]).cloned().unwrap_or_default())), value: fmt_vals(vals), constant: cname.clone() });
+                                    found.insert(
+                                        (pos[&ni], cname.clone()),
+                                        ResConst {
+                                            node: name.clone(),
+                                            op: "Reshape".into(),
+                                            what: format!(
+                                                "target shape over spatial dims (input {})",
+                                                crate::shape::fmt_shape(
+                                                    &numeric
+                                                        .shape(&n.input[0])
+                                                        .cloned()
+                                                        .unwrap_or_default()
+                                                )
+                                            ),
+                                            value: fmt_vals(vals),
+                                            constant: cname.clone(),
+                                        },
+                                    );
                                 }
                             }
                             if let Some(s) = outs[0].shape.as_mut() {
@@ -191,7 +280,13 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
                 // decoded-head constants: values containing N or equal to a grid
                 for (cname, vals, _) in &parts {
                     if let Some(why) = head_number(head, vals) {
-                        found.entry((pos[&ni], cname.clone())).or_insert(ResConst { node: name.clone(), op: n.op_type().into(), what: format!("shape operand {why}"), value: fmt_vals(vals), constant: cname.clone() });
+                        found.entry((pos[&ni], cname.clone())).or_insert(ResConst {
+                            node: name.clone(),
+                            op: n.op_type().into(),
+                            what: format!("shape operand {why}"),
+                            value: fmt_vals(vals),
+                            constant: cname.clone(),
+                        });
                     }
                 }
             }
@@ -199,20 +294,46 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
         }
         // baked tensors sized by N or a grid (decoded heads): any constant input of this node
         if n.op_type() != "Conv" {
-            let shape_ops = matches!(n.op_type(), "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Resize");
+            let shape_ops = matches!(
+                n.op_type(),
+                "Reshape" | "Expand" | "Tile" | "ConstantOfShape" | "Resize"
+            );
             for (k, inp) in n.input.iter().enumerate().filter(|(_, s)| !s.is_empty()) {
                 if shape_ops && k >= 1 || n.op_type() == "ConstantOfShape" {
                     continue;
                 }
                 if let Some(t) = constant_ref(g, &ix, inp) {
                     if let Some(why) = head_dims(head, &t.dims) {
-                        let value = if numel(&t.dims).unwrap_or(0) <= 8 { m.tensor_values(t).map(|v| fmt_vals(&v.as_i64())).unwrap_or_default() } else { format!("{} {:?}", crate::tensor::dtype_name(t.data_type()), t.dims) };
-                        found.entry((pos[&ni], inp.clone())).or_insert(ResConst { node: name.clone(), op: n.op_type().into(), what: format!("baked tensor {why}"), value, constant: inp.clone() });
-                    } else if !matches!(n.op_type(), "Slice" | "Gather" | "Unsqueeze" | "Squeeze" | "Split" | "Concat") && numel(&t.dims).map(|c| c <= 8).unwrap_or(false) && t.data_type() == crate::onnx::tensor_proto::DataType::Int64 as i32 {
+                        let value = if numel(&t.dims).unwrap_or(0) <= 8 {
+                            m.tensor_values(t)
+                                .map(|v| fmt_vals(&v.as_i64()))
+                                .unwrap_or_default()
+                        } else {
+                            format!("{} {:?}", crate::tensor::dtype_name(t.data_type()), t.dims)
+                        };
+                        found.entry((pos[&ni], inp.clone())).or_insert(ResConst {
+                            node: name.clone(),
+                            op: n.op_type().into(),
+                            what: format!("baked tensor {why}"),
+                            value,
+                            constant: inp.clone(),
+                        });
+                    } else if !matches!(
+                        n.op_type(),
+                        "Slice" | "Gather" | "Unsqueeze" | "Squeeze" | "Split" | "Concat"
+                    ) && numel(&t.dims).map(|c| c <= 8).unwrap_or(false)
+                        && t.data_type() == crate::onnx::tensor_proto::DataType::Int64 as i32
+                    {
                         if let Ok(v) = m.tensor_values(t) {
                             let vals = v.as_i64();
                             if let Some(why) = head_number(head, &vals) {
-                                found.entry((pos[&ni], inp.clone())).or_insert(ResConst { node: name.clone(), op: n.op_type().into(), what: format!("operand {why}"), value: fmt_vals(&vals), constant: inp.clone() });
+                                found.entry((pos[&ni], inp.clone())).or_insert(ResConst {
+                                    node: name.clone(),
+                                    op: n.op_type().into(),
+                                    what: format!("operand {why}"),
+                                    value: fmt_vals(&vals),
+                                    constant: inp.clone(),
+                                });
                             }
                         }
                     }
@@ -235,7 +356,10 @@ fn head_number(head: &Head, vals: &[i64]) -> Option<String> {
     if vals.len() >= 2 {
         for (k, (gh, gw)) in head.grids.iter().enumerate() {
             if vals[vals.len() - 2..] == [*gh, *gw] && (gh * gw > 1) {
-                return Some(format!("ending in the stride-{} grid {gh}x{gw}", head.strides[k]));
+                return Some(format!(
+                    "ending in the stride-{} grid {gh}x{gw}",
+                    head.strides[k]
+                ));
             }
         }
     }
@@ -249,8 +373,14 @@ fn head_dims(head: &Head, dims: &[i64]) -> Option<String> {
         return Some(format!("with N = {n} rows"));
     }
     for (k, (gh, gw)) in head.grids.iter().enumerate() {
-        if dims.len() == 2 && ((dims[0] == *gh && dims[1] == 1 && *gh > 1) || (dims[0] == 1 && dims[1] == *gw && *gw > 1)) {
-            return Some(format!("sized by the stride-{} grid {gh}x{gw}", head.strides[k]));
+        if dims.len() == 2
+            && ((dims[0] == *gh && dims[1] == 1 && *gh > 1)
+                || (dims[0] == 1 && dims[1] == *gw && *gw > 1))
+        {
+            return Some(format!(
+                "sized by the stride-{} grid {gh}x{gw}",
+                head.strides[k]
+            ));
         }
     }
     None
@@ -259,15 +389,29 @@ fn head_dims(head: &Head, dims: &[i64]) -> Option<String> {
 /// Constant pieces of a 1-D int operand: the whole thing if it is a constant, or the constant
 /// inputs of the `Concat` producing it, each with its element offset (runtime parts count with
 /// their length from `shapes`, 1 if unknown).
-pub fn const_parts(g: &crate::onnx::GraphProto, ix: &GraphIndex, shapes: Option<&crate::shape::Shapes>, name: &str) -> Vec<(String, Vec<i64>, usize)> {
-    let vals_of = |t: &crate::onnx::TensorProto| crate::tensor::values(t).ok().filter(|v| !v.is_float() && v.len() <= 16).map(|v| v.as_i64());
+pub fn const_parts(
+    g: &crate::onnx::GraphProto,
+    ix: &GraphIndex,
+    shapes: Option<&crate::shape::Shapes>,
+    name: &str,
+) -> Vec<(String, Vec<i64>, usize)> {
+    let vals_of = |t: &crate::onnx::TensorProto| {
+        crate::tensor::values(t)
+            .ok()
+            .filter(|v| !v.is_float() && v.len() <= 16)
+            .map(|v| v.as_i64())
+    };
     if name.is_empty() {
         return vec![];
     }
     if let Some(t) = constant_ref(g, ix, name) {
-        return vals_of(t).map(|v| vec![(name.to_string(), v, 0)]).unwrap_or_default();
+        return vals_of(t)
+            .map(|v| vec![(name.to_string(), v, 0)])
+            .unwrap_or_default();
     }
-    let Some(&p) = ix.producer.get(name) else { return vec![] };
+    let Some(&p) = ix.producer.get(name) else {
+        return vec![];
+    };
     let n = &g.node[p];
     if n.op_type() != "Concat" {
         return vec![];
@@ -281,7 +425,13 @@ pub fn const_parts(g: &crate::onnx::GraphProto, ix: &GraphIndex, shapes: Option<
                 out.push((i.clone(), v, off));
                 off += l;
             }
-            None => off += shapes.and_then(|s| s.shape(i)).and_then(|s| s.first()).and_then(Dim::known).unwrap_or(1) as usize,
+            None => {
+                off += shapes
+                    .and_then(|s| s.shape(i))
+                    .and_then(|s| s.first())
+                    .and_then(Dim::known)
+                    .unwrap_or(1) as usize
+            }
         }
     }
     out

@@ -77,43 +77,77 @@ impl Runner {
         let g = proto.graph.get_or_insert_with(Default::default);
         for e in extra_outputs {
             if !g.output.iter().any(|o| o.name() == *e) {
-                g.output.push(crate::onnx::ValueInfoProto { name: Some(e.to_string()), ..Default::default() });
+                g.output.push(crate::onnx::ValueInfoProto {
+                    name: Some(e.to_string()),
+                    ..Default::default()
+                });
             }
         }
         let output_names: Vec<String> = g.output.iter().map(|o| o.name().to_string()).collect();
         let bytes = prost::Message::encode_to_vec(&proto);
-        let dir = m.base_dir.as_ref().and_then(|d| d.to_str().map(str::to_string));
-        let inputs: Vec<(Vec<usize>, DatumType)> = inputs.iter().map(|n| (n.shape.clone(), datum(n))).collect();
+        let dir = m
+            .base_dir
+            .as_ref()
+            .and_then(|d| d.to_str().map(str::to_string));
+        let inputs: Vec<(Vec<usize>, DatumType)> =
+            inputs.iter().map(|n| (n.shape.clone(), datum(n))).collect();
         let res = catch_unwind(AssertUnwindSafe(|| -> TractResult<(Plan, bool)> {
             let pb = <tract_onnx::pb::ModelProto as prost::Message>::decode(bytes.as_slice())?;
-            let mut model = tract_onnx::onnx().with_ignore_value_info(true).parse(&pb, dir.as_deref())?.model;
+            let mut model = tract_onnx::onnx()
+                .with_ignore_value_info(true)
+                .parse(&pb, dir.as_deref())?
+                .model;
             for (i, (shape, dt)) in inputs.iter().enumerate() {
-                model.set_input_fact(i, InferenceFact::dt_shape(*dt, shape.iter().map(|&d| d as i64).collect::<TVec<_>>()))?;
+                model.set_input_fact(
+                    i,
+                    InferenceFact::dt_shape(
+                        *dt,
+                        shape.iter().map(|&d| d as i64).collect::<TVec<_>>(),
+                    ),
+                )?;
             }
-            match model.clone().into_optimized().and_then(|t| t.into_runnable()) {
+            match model
+                .clone()
+                .into_optimized()
+                .and_then(|t| t.into_runnable())
+            {
                 Ok(p) => Ok((Plan::Typed(p), false)),
                 // e.g. `If` cannot be typed: the un-typed plan runs it (slower)
                 Err(_) => Ok((Plan::Inference(model.into_runnable()?), true)),
             }
         }));
         let (plan, fallback) = match res {
-            Ok(r) => r.map_err(|e| anyhow!("{e:#}")).with_context(|| format!("tract cannot prepare `{}`", m.source))?,
+            Ok(r) => r
+                .map_err(|e| anyhow!("{e:#}"))
+                .with_context(|| format!("tract cannot prepare `{}`", m.source))?,
             Err(_) => bail!("tract panicked while preparing `{}`", m.source),
         };
-        Ok(Runner { plan, fallback, output_names })
+        Ok(Runner {
+            plan,
+            fallback,
+            output_names,
+        })
     }
 
     /// Run on inputs; returns every output by name.
     pub fn run(&self, inputs: &[&Npy]) -> Result<Vec<(String, Npy)>> {
-        let tv: TVec<TValue> = inputs.iter().map(|n| to_tensor(n).map(|t| t.into_tvalue())).collect::<Result<_>>()?;
+        let tv: TVec<TValue> = inputs
+            .iter()
+            .map(|n| to_tensor(n).map(|t| t.into_tvalue()))
+            .collect::<Result<_>>()?;
         let out = match catch_unwind(AssertUnwindSafe(|| match &self.plan {
             Plan::Typed(p) => p.run(tv),
             Plan::Inference(p) => p.run(tv),
         })) {
-            Ok(r) => r.map_err(|e| anyhow!("{e:#}")).context("tract failed to run the model")?,
+            Ok(r) => r
+                .map_err(|e| anyhow!("{e:#}"))
+                .context("tract failed to run the model")?,
             Err(_) => bail!("tract panicked while running the model"),
         };
-        out.iter().zip(&self.output_names).map(|(t, n)| Ok((n.clone(), from_tensor(t)?))).collect()
+        out.iter()
+            .zip(&self.output_names)
+            .map(|(t, n)| Ok((n.clone(), from_tensor(t)?)))
+            .collect()
     }
 }
 

@@ -16,7 +16,9 @@ use serde::Serialize;
 
 use crate::graph::{attr_f, attr_i, attr_ints, constant_node_value, describe, topo_order};
 use crate::model::Model;
-use crate::onnx::{tensor_proto::DataType, type_proto, GraphProto, NodeProto, TensorShapeProto, ValueInfoProto};
+use crate::onnx::{
+    tensor_proto::DataType, type_proto, GraphProto, NodeProto, TensorShapeProto, ValueInfoProto,
+};
 use crate::tensor::{numel, Values};
 
 /// One dimension: a number or a symbol (e.g. `batch`, or `N` for data-dependent sizes).
@@ -47,7 +49,13 @@ impl std::fmt::Display for Dim {
 
 /// Render a shape as `[1,3,640,640]`.
 pub fn fmt_shape(s: &[Dim]) -> String {
-    format!("[{}]", s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(","))
+    format!(
+        "[{}]",
+        s.iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }
 
 /// What is known about one tensor.
@@ -65,7 +73,12 @@ pub struct Info {
 
 impl Info {
     fn of(dtype: Option<i32>, shape: Option<Vec<Dim>>) -> Info {
-        Info { dtype, shape, value: None, dims_value: None }
+        Info {
+            dtype,
+            shape,
+            value: None,
+            dims_value: None,
+        }
     }
     pub fn rank(&self) -> Option<usize> {
         self.shape.as_ref().map(Vec::len)
@@ -109,8 +122,12 @@ pub fn vi_shape(v: &ValueInfoProto) -> Option<Vec<Dim>> {
             .iter()
             .enumerate()
             .map(|(i, d)| match &d.value {
-                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimValue(x)) => Dim::Known(*x),
-                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam(p)) => Dim::Sym(p.clone()),
+                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimValue(x)) => {
+                    Dim::Known(*x)
+                }
+                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                    Dim::Sym(p.clone())
+                }
                 None => Dim::Sym(format!("{}_dim{i}", v.name())),
             })
             .collect(),
@@ -155,7 +172,10 @@ pub fn make_vi(name: &str, dtype: i32, shape: &[Dim]) -> ValueInfoProto {
     let mut v = ValueInfoProto {
         name: Some(name.into()),
         r#type: Some(crate::onnx::TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: Some(dtype), shape: None })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                elem_type: Some(dtype),
+                shape: None,
+            })),
             ..Default::default()
         }),
         ..Default::default()
@@ -171,16 +191,26 @@ pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Resul
     let g = model.graph();
     let mut s = Shapes::default();
     for i in &g.input {
-        let shape = input_override.get(i.name()).cloned().or_else(|| vi_shape(i));
-        s.map.insert(i.name().to_string(), Info::of(vi_dtype(i), shape));
+        let shape = input_override
+            .get(i.name())
+            .cloned()
+            .or_else(|| vi_shape(i));
+        s.map
+            .insert(i.name().to_string(), Info::of(vi_dtype(i), shape));
     }
     let inputs: std::collections::HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
     for t in &g.initializer {
         if inputs.contains(t.name()) {
             continue;
         }
-        let mut info = Info::of(t.data_type, Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()));
-        if numel(&t.dims).map(|n| n <= MAX_VALUE_ELEMS).unwrap_or(false) {
+        let mut info = Info::of(
+            t.data_type,
+            Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()),
+        );
+        if numel(&t.dims)
+            .map(|n| n <= MAX_VALUE_ELEMS)
+            .unwrap_or(false)
+        {
             info.value = model.tensor_values(t).ok();
         }
         set_dims_value(&mut info);
@@ -214,7 +244,12 @@ fn set_dims_value(info: &mut Info) {
 }
 
 fn with_value(dtype: Option<i32>, shape: Vec<Dim>, value: Values) -> Info {
-    let mut i = Info { dtype, shape: Some(shape), value: Some(value), dims_value: None };
+    let mut i = Info {
+        dtype,
+        shape: Some(shape),
+        value: Some(value),
+        dims_value: None,
+    };
     set_dims_value(&mut i);
     i
 }
@@ -228,12 +263,22 @@ pub fn broadcast(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>> {
     let r = a.len().max(b.len());
     let mut out = Vec::with_capacity(r);
     for i in 0..r {
-        let da = if i + a.len() >= r { &a[i + a.len() - r] } else { &Dim::Known(1) };
-        let db = if i + b.len() >= r { &b[i + b.len() - r] } else { &Dim::Known(1) };
+        let da = if i + a.len() >= r {
+            &a[i + a.len() - r]
+        } else {
+            &Dim::Known(1)
+        };
+        let db = if i + b.len() >= r {
+            &b[i + b.len() - r]
+        } else {
+            &Dim::Known(1)
+        };
         out.push(match (da, db) {
             (Dim::Known(1), d) | (d, Dim::Known(1)) => d.clone(),
             (x, y) if x == y => x.clone(),
-            (Dim::Known(_), Dim::Known(_)) => bail!("cannot broadcast {} with {}", fmt_shape(a), fmt_shape(b)),
+            (Dim::Known(_), Dim::Known(_)) => {
+                bail!("cannot broadcast {} with {}", fmt_shape(a), fmt_shape(b))
+            }
             (Dim::Sym(_), Dim::Known(y)) => Dim::Known(*y),
             (Dim::Known(x), Dim::Sym(_)) => Dim::Known(*x),
             (x, _) => x.clone(),
@@ -251,7 +296,9 @@ fn known_product<'a>(dims: impl Iterator<Item = &'a Dim> + Clone) -> Result<Opti
     let mut p: i64 = 1;
     for d in dims {
         let v = d.known().unwrap_or(1);
-        p = p.checked_mul(v).ok_or_else(|| anyhow::anyhow!("element count overflows (a dim of {v})"))?;
+        p = p
+            .checked_mul(v)
+            .ok_or_else(|| anyhow::anyhow!("element count overflows (a dim of {v})"))?;
     }
     Ok(Some(p))
 }
@@ -267,13 +314,19 @@ fn norm_axis(axis: i64, rank: usize) -> Result<usize> {
 }
 
 fn input<'a>(n: &NodeProto, s: &'a Shapes, i: usize) -> Option<&'a Info> {
-    n.input.get(i).filter(|x| !x.is_empty()).and_then(|x| s.map.get(x))
+    n.input
+        .get(i)
+        .filter(|x| !x.is_empty())
+        .and_then(|x| s.map.get(x))
 }
 
 fn req<'a>(n: &NodeProto, s: &'a Shapes, i: usize) -> Result<&'a Info> {
     match input(n, s, i) {
         Some(x) => Ok(x),
-        None => bail!("input {i} (`{}`) is unknown", n.input.get(i).map(String::as_str).unwrap_or("")),
+        None => bail!(
+            "input {i} (`{}`) is unknown",
+            n.input.get(i).map(String::as_str).unwrap_or("")
+        ),
     }
 }
 
@@ -299,12 +352,19 @@ fn dims_values(n: &NodeProto, s: &Shapes, i: usize) -> Option<Vec<Dim>> {
     if let Some(d) = &info.dims_value {
         return Some(d.clone());
     }
-    info.value.as_ref().filter(|v| !v.is_float()).map(|v| v.as_i64().into_iter().map(Dim::Known).collect())
+    info.value
+        .as_ref()
+        .filter(|v| !v.is_float())
+        .map(|v| v.as_i64().into_iter().map(Dim::Known).collect())
 }
 
 fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
     let float = vals.iter().any(|v| v.is_float());
-    if vals.iter().any(|v| v.is_empty()) || vals.iter().any(|v| v.len() != vals[0].len() && v.len() != 1) {
+    if vals.iter().any(|v| v.is_empty())
+        || vals
+            .iter()
+            .any(|v| v.len() != vals[0].len() && v.len() != 1)
+    {
         return None;
     }
     let n = vals.iter().map(|v| v.len()).max()?;
@@ -357,7 +417,13 @@ fn elementwise_values(op: &str, vals: &[&Values]) -> Option<Values> {
 
 fn pool_out(inp: i64, k: i64, stride: i64, pad: i64, dil: i64, ceil: bool) -> i64 {
     // i128: hostile attributes (i64::MAX kernels, pads, dilations) must not overflow
-    let (inp, k, stride, pad, dil) = (inp as i128, k as i128, stride as i128, pad as i128, dil as i128);
+    let (inp, k, stride, pad, dil) = (
+        inp as i128,
+        k as i128,
+        stride as i128,
+        pad as i128,
+        dil as i128,
+    );
     let eff = dil * (k - 1) + 1;
     let num = inp + pad - eff;
     if num < 0 {
@@ -366,7 +432,11 @@ fn pool_out(inp: i64, k: i64, stride: i64, pad: i64, dil: i64, ceil: bool) -> i6
     let o = if ceil {
         let o = (num + stride - 1) / stride + 1;
         // last window must start inside the (left-padded) input
-        if (o - 1) * stride >= inp + pad / 2 { o - 1 } else { o }
+        if (o - 1) * stride >= inp + pad / 2 {
+            o - 1
+        } else {
+            o
+        }
     } else {
         num / stride + 1
     };
@@ -378,9 +448,15 @@ fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
     if x.len() != sp + 2 {
         bail!("expected a rank-{} input, found {}", sp + 2, fmt_shape(x));
     }
-    let strides = attr_ints(n, "strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let dil = attr_ints(n, "dilations").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; sp]);
-    let pads = attr_ints(n, "pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 2 * sp]);
+    let strides = attr_ints(n, "strides")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![1; sp]);
+    let dil = attr_ints(n, "dilations")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![1; sp]);
+    let pads = attr_ints(n, "pads")
+        .map(<[i64]>::to_vec)
+        .unwrap_or_else(|| vec![0; 2 * sp]);
     let auto = crate::graph::attr_s(n, "auto_pad").unwrap_or_default();
     let ceil = attr_i(n, "ceil_mode").unwrap_or(0) != 0;
     if strides.len() != sp || dil.len() != sp || pads.len() != 2 * sp {
@@ -398,11 +474,27 @@ fn spatial_out(n: &NodeProto, x: &[Dim], kernel: &[i64]) -> Result<Vec<Dim>> {
         if strides[i] <= 0 || dil[i] <= 0 || kernel[i] <= 0 {
             bail!("non-positive kernel/stride/dilation");
         }
-        let (d128, s128, k128, dl128) = (d as i128, strides[i] as i128, kernel[i] as i128, dil[i] as i128);
+        let (d128, s128, k128, dl128) = (
+            d as i128,
+            strides[i] as i128,
+            kernel[i] as i128,
+            dil[i] as i128,
+        );
         let o = match auto.as_str() {
-            "SAME_UPPER" | "SAME_LOWER" => i64::try_from((d128 + s128 - 1) / s128).unwrap_or(i64::MAX),
-            "VALID" => i64::try_from((d128 - dl128 * (k128 - 1) - 1) / s128 + 1).unwrap_or(i64::MIN),
-            _ => pool_out(d, kernel[i], strides[i], pads[i].saturating_add(pads[i + sp]), dil[i], ceil),
+            "SAME_UPPER" | "SAME_LOWER" => {
+                i64::try_from((d128 + s128 - 1) / s128).unwrap_or(i64::MAX)
+            }
+            "VALID" => {
+                i64::try_from((d128 - dl128 * (k128 - 1) - 1) / s128 + 1).unwrap_or(i64::MIN)
+            }
+            _ => pool_out(
+                d,
+                kernel[i],
+                strides[i],
+                pads[i].saturating_add(pads[i + sp]),
+                dil[i],
+                ceil,
+            ),
         };
         if o <= 0 {
             bail!("kernel {:?} does not fit input {}", kernel, fmt_shape(x));
@@ -427,23 +519,59 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
     let booll = Some(DataType::Bool as i32);
     Ok(match op {
         "Constant" => {
-            let Some(t) = constant_node_value(n) else { bail!("Constant without a value") };
+            let Some(t) = constant_node_value(n) else {
+                bail!("Constant without a value")
+            };
             let mut info = Info::of(t.data_type, Some(known(&t.dims)));
-            if numel(&t.dims).map(|x| x <= MAX_VALUE_ELEMS).unwrap_or(false) {
+            if numel(&t.dims)
+                .map(|x| x <= MAX_VALUE_ELEMS)
+                .unwrap_or(false)
+            {
                 info.value = crate::tensor::values(&t).ok();
             }
             set_dims_value(&mut info);
             vec![info]
         }
-        "Relu" | "Sigmoid" | "Exp" | "Clip" | "Neg" | "Sqrt" | "Softmax" | "Identity" | "Tanh" | "LeakyRelu"
-        | "HardSigmoid" | "HardSwish" | "Log" | "Abs" | "Floor" | "Ceil" | "Erf" | "Reciprocal" | "Dropout"
-        | "Not" | "Round" | "Sign" | "LogSoftmax" | "Elu" | "Selu" | "Softplus" | "Mish" | "Gelu" | "PRelu"
-        | "BatchNormalization" | "InstanceNormalization" | "LpNormalization" | "QuantizeLinear"
+        "Relu"
+        | "Sigmoid"
+        | "Exp"
+        | "Clip"
+        | "Neg"
+        | "Sqrt"
+        | "Softmax"
+        | "Identity"
+        | "Tanh"
+        | "LeakyRelu"
+        | "HardSigmoid"
+        | "HardSwish"
+        | "Log"
+        | "Abs"
+        | "Floor"
+        | "Ceil"
+        | "Erf"
+        | "Reciprocal"
+        | "Dropout"
+        | "Not"
+        | "Round"
+        | "Sign"
+        | "LogSoftmax"
+        | "Elu"
+        | "Selu"
+        | "Softplus"
+        | "Mish"
+        | "Gelu"
+        | "PRelu"
+        | "BatchNormalization"
+        | "InstanceNormalization"
+        | "LpNormalization"
+        | "QuantizeLinear"
         | "DequantizeLinear" => {
             let x = req(n, s, 0)?;
             let mut info = Info::of(dt0, x.shape.clone());
             if op == "QuantizeLinear" {
-                info.dtype = input(n, s, 2).and_then(|z| z.dtype).or(Some(DataType::Uint8 as i32));
+                info.dtype = input(n, s, 2)
+                    .and_then(|z| z.dtype)
+                    .or(Some(DataType::Uint8 as i32));
             } else if op == "DequantizeLinear" {
                 info.dtype = f32t;
             }
@@ -455,7 +583,9 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 if let Some(v) = &x.value {
                     info.value = match v {
                         Values::F32(a) => Some(Values::F32(a.iter().map(|e| -e).collect())),
-                        Values::I64(a) => Some(Values::I64(a.iter().map(|e| e.wrapping_neg()).collect())),
+                        Values::I64(a) => {
+                            Some(Values::I64(a.iter().map(|e| e.wrapping_neg()).collect()))
+                        }
                         _ => None,
                     };
                 }
@@ -472,56 +602,108 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             let mut info = Info::of(to, x.shape.clone());
             if let Some(v) = &x.value {
                 info.value = match DataType::try_from(to.unwrap_or(0)) {
-                    Ok(DataType::Float) => Some(Values::F32(v.as_f64().into_iter().map(|e| e as f32).collect())),
+                    Ok(DataType::Float) => Some(Values::F32(
+                        v.as_f64().into_iter().map(|e| e as f32).collect(),
+                    )),
                     Ok(DataType::Double) => Some(Values::F64(v.as_f64())),
                     Ok(DataType::Int64) => Some(Values::I64(v.as_i64())),
-                    Ok(DataType::Int32) => Some(Values::I32(v.as_i64().into_iter().map(|e| e as i32).collect())),
-                    Ok(DataType::Bool) => Some(Values::Bool(v.as_f64().into_iter().map(|e| e != 0.0).collect())),
+                    Ok(DataType::Int32) => Some(Values::I32(
+                        v.as_i64().into_iter().map(|e| e as i32).collect(),
+                    )),
+                    Ok(DataType::Bool) => Some(Values::Bool(
+                        v.as_f64().into_iter().map(|e| e != 0.0).collect(),
+                    )),
                     _ => None,
                 };
             }
-            if matches!(DataType::try_from(to.unwrap_or(0)), Ok(DataType::Int64) | Ok(DataType::Int32)) {
+            if matches!(
+                DataType::try_from(to.unwrap_or(0)),
+                Ok(DataType::Int64) | Ok(DataType::Int32)
+            ) {
                 info.dims_value = x.dims_value.clone();
             }
             set_dims_value(&mut info);
             vec![info]
         }
-        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or" | "GreaterOrEqual"
-        | "LessOrEqual" | "Mod" | "Max" | "Min" | "Sum" | "Where" | "Xor" | "BitShift" => {
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Equal" | "Greater" | "Less" | "And" | "Or"
+        | "GreaterOrEqual" | "LessOrEqual" | "Mod" | "Max" | "Min" | "Sum" | "Where" | "Xor"
+        | "BitShift" => {
             let mut shape = req_shape(n, s, 0)?.clone();
             for i in 1..n.input.len() {
                 shape = broadcast(&shape, req_shape(n, s, i)?)?;
             }
             let dtype = match op {
-                "Equal" | "Greater" | "Less" | "And" | "Or" | "GreaterOrEqual" | "LessOrEqual" | "Xor" => booll,
+                "Equal" | "Greater" | "Less" | "And" | "Or" | "GreaterOrEqual" | "LessOrEqual"
+                | "Xor" => booll,
                 "Where" => input(n, s, 1).and_then(|i| i.dtype),
                 _ => dt0,
             };
             let mut info = Info::of(dtype, Some(shape.clone()));
-            let vals: Option<Vec<&Values>> = (0..n.input.len()).map(|i| input(n, s, i).and_then(|x| x.value.as_ref())).collect();
+            let vals: Option<Vec<&Values>> = (0..n.input.len())
+                .map(|i| input(n, s, i).and_then(|x| x.value.as_ref()))
+                .collect();
             if let Some(vals) = vals {
                 if op == "Where" && vals.len() == 3 {
                     let c = vals[0].as_i64();
                     let len = c.len().max(vals[1].len()).max(vals[2].len());
-                    let pick = |v: &Values, i: usize| -> f64 { let f = v.as_f64(); if f.len() == 1 { f[0] } else { f[i] } };
+                    let pick = |v: &Values, i: usize| -> f64 {
+                        let f = v.as_f64();
+                        if f.len() == 1 {
+                            f[0]
+                        } else {
+                            f[i]
+                        }
+                    };
                     if vals.iter().all(|v| v.len() == len || v.len() == 1) {
-                        let out: Vec<f64> = (0..len).map(|i| if (if c.len() == 1 { c[0] } else { c[i] }) != 0 { pick(vals[1], i) } else { pick(vals[2], i) }).collect();
+                        let out: Vec<f64> = (0..len)
+                            .map(|i| {
+                                if (if c.len() == 1 { c[0] } else { c[i] }) != 0 {
+                                    pick(vals[1], i)
+                                } else {
+                                    pick(vals[2], i)
+                                }
+                            })
+                            .collect();
                         info.value = Some(match vals[1] {
-                            Values::F32(_) => Values::F32(out.into_iter().map(|e| e as f32).collect()),
+                            Values::F32(_) => {
+                                Values::F32(out.into_iter().map(|e| e as f32).collect())
+                            }
                             _ => Values::I64(out.into_iter().map(|e| e as i64).collect()),
                         });
                     }
                 } else if vals.len() == 2 {
                     info.value = elementwise_values(op, &vals);
                 }
-                if info.value.as_ref().map(|v| Some(v.len()) != numel(&shape.iter().filter_map(Dim::known).collect::<Vec<_>>())).unwrap_or(false) {
+                if info
+                    .value
+                    .as_ref()
+                    .map(|v| {
+                        Some(v.len())
+                            != numel(&shape.iter().filter_map(Dim::known).collect::<Vec<_>>())
+                    })
+                    .unwrap_or(false)
+                {
                     info.value = None;
                 }
             } else if op == "Where" {
                 // symbolic: Where(cond_const, a, b) over shape vectors
-                if let (Some(c), Some(a), Some(b)) = (int_values(n, s, 0), dims_values(n, s, 1), dims_values(n, s, 2)) {
+                if let (Some(c), Some(a), Some(b)) = (
+                    int_values(n, s, 0),
+                    dims_values(n, s, 1),
+                    dims_values(n, s, 2),
+                ) {
                     if c.len() == a.len() && a.len() == b.len() {
-                        info.dims_value = Some((0..c.len()).map(|i| if c[i] != 0 { a[i].clone() } else { b[i].clone() }).collect());
+                        info.dims_value = Some(
+                            (0..c.len())
+                                .map(|i| {
+                                    if c[i] != 0 {
+                                        a[i].clone()
+                                    } else {
+                                        b[i].clone()
+                                    }
+                                })
+                                .collect(),
+                        );
                     }
                 }
             }
@@ -532,7 +714,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             let x = req_shape(n, s, 0)?;
             let w = req_shape(n, s, 1)?;
             if w.len() < 3 {
-                bail!("weight `{}` has shape {}, expected [M, C/group, k...]", n.input[1], fmt_shape(w));
+                bail!(
+                    "weight `{}` has shape {}, expected [M, C/group, k...]",
+                    n.input[1],
+                    fmt_shape(w)
+                );
             }
             let kernel: Vec<i64> = match attr_ints(n, "kernel_shape") {
                 Some(k) => k.to_vec(),
@@ -558,19 +744,45 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         "GlobalAveragePool" | "GlobalMaxPool" => {
             let x = req_shape(n, s, 0)?;
             let mut out = x[..2.min(x.len())].to_vec();
-            out.extend(std::iter::repeat_n(Dim::Known(1), x.len().saturating_sub(2)));
+            out.extend(std::iter::repeat_n(
+                Dim::Known(1),
+                x.len().saturating_sub(2),
+            ));
             vec![Info::of(dt0, Some(out))]
         }
         "Resize" | "Upsample" => {
             let x = req_shape(n, s, 0)?;
-            let sizes = if op == "Resize" { n.input.get(3).filter(|x| !x.is_empty()).and_then(|_| dims_values(n, s, 3)) } else { None };
-            let scales_idx = if op == "Resize" { if n.input.len() == 2 { 1 } else { 2 } } else { 1 };
+            let sizes = if op == "Resize" {
+                n.input
+                    .get(3)
+                    .filter(|x| !x.is_empty())
+                    .and_then(|_| dims_values(n, s, 3))
+            } else {
+                None
+            };
+            let scales_idx = if op == "Resize" {
+                if n.input.len() == 2 {
+                    1
+                } else {
+                    2
+                }
+            } else {
+                1
+            };
             let out = if let Some(sz) = sizes {
                 if sz.len() != x.len() {
-                    bail!("sizes {} do not match input rank {}", fmt_shape(&sz), x.len());
+                    bail!(
+                        "sizes {} do not match input rank {}",
+                        fmt_shape(&sz),
+                        x.len()
+                    );
                 }
                 sz
-            } else if let Some(sc) = input(n, s, scales_idx).and_then(|i| i.value.as_ref()).map(|v| v.as_f64()).filter(|v| !v.is_empty()) {
+            } else if let Some(sc) = input(n, s, scales_idx)
+                .and_then(|i| i.value.as_ref())
+                .map(|v| v.as_f64())
+                .filter(|v| !v.is_empty())
+            {
                 if sc.len() != x.len() {
                     bail!("scales {:?} do not match input rank {}", sc, x.len());
                 }
@@ -589,8 +801,12 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Concat" => {
             let axis = attr_i(n, "axis").unwrap_or(0);
-            let shapes: Vec<&Vec<Dim>> = (0..n.input.len()).map(|i| req_shape(n, s, i)).collect::<Result<_>>()?;
-            let Some(first) = shapes.first() else { bail!("Concat without inputs") };
+            let shapes: Vec<&Vec<Dim>> = (0..n.input.len())
+                .map(|i| req_shape(n, s, i))
+                .collect::<Result<_>>()?;
+            let Some(first) = shapes.first() else {
+                bail!("Concat without inputs")
+            };
             let r = first.len();
             let a = norm_axis(axis, r)?;
             let mut out = shapes[0].clone();
@@ -599,29 +815,52 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 if sh.len() != r {
                     bail!("inputs of different ranks");
                 }
-                total = match (total, sh[a].known()) {
-                    (Some(t), Some(v)) => Some(t.checked_add(v).ok_or_else(|| anyhow::anyhow!("concatenated dim {t} + {v} overflows"))?),
-                    _ => None,
-                };
+                total =
+                    match (total, sh[a].known()) {
+                        (Some(t), Some(v)) => Some(t.checked_add(v).ok_or_else(|| {
+                            anyhow::anyhow!("concatenated dim {t} + {v} overflows")
+                        })?),
+                        _ => None,
+                    };
                 for (k, d) in sh.iter().enumerate() {
                     if k != a && matches!(out[k], Dim::Sym(_)) && d.known().is_some() {
                         out[k] = d.clone();
                     }
                 }
             }
-            out[a] = total.map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_concat", n.output[0])));
+            out[a] = total
+                .map(Dim::Known)
+                .unwrap_or_else(|| Dim::Sym(format!("{}_concat", n.output[0])));
             let mut info = Info::of(dt0, Some(out));
             if r == 1 {
-                let parts: Option<Vec<Vec<Dim>>> = (0..n.input.len()).map(|i| dims_values(n, s, i)).collect();
+                let parts: Option<Vec<Vec<Dim>>> =
+                    (0..n.input.len()).map(|i| dims_values(n, s, i)).collect();
                 if let Some(p) = parts {
                     info.dims_value = Some(p.concat());
-                    if let Some(all) = info.dims_value.as_ref().unwrap().iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
+                    if let Some(all) = info
+                        .dims_value
+                        .as_ref()
+                        .unwrap()
+                        .iter()
+                        .map(Dim::known)
+                        .collect::<Option<Vec<i64>>>()
+                    {
                         info.value = Some(Values::I64(all));
                     }
                 } else {
-                    let vals: Option<Vec<Vec<f64>>> = (0..n.input.len()).map(|i| input(n, s, i).and_then(|x| x.value.as_ref()).map(|v| v.as_f64())).collect();
-                    if let (Some(v), Some(Values::F32(_))) = (vals, input(n, s, 0).and_then(|x| x.value.as_ref())) {
-                        info.value = Some(Values::F32(v.concat().into_iter().map(|e| e as f32).collect()));
+                    let vals: Option<Vec<Vec<f64>>> = (0..n.input.len())
+                        .map(|i| {
+                            input(n, s, i)
+                                .and_then(|x| x.value.as_ref())
+                                .map(|v| v.as_f64())
+                        })
+                        .collect();
+                    if let (Some(v), Some(Values::F32(_))) =
+                        (vals, input(n, s, 0).and_then(|x| x.value.as_ref()))
+                    {
+                        info.value = Some(Values::F32(
+                            v.concat().into_iter().map(|e| e as f32).collect(),
+                        ));
                     }
                 }
             }
@@ -629,7 +868,9 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Reshape" => {
             let x = req(n, s, 0)?;
-            let Some(target) = dims_values(n, s, 1) else { bail!("Reshape target shape is not a constant") };
+            let Some(target) = dims_values(n, s, 1) else {
+                bail!("Reshape target shape is not a constant")
+            };
             let allowzero = attr_i(n, "allowzero").unwrap_or(0) != 0;
             let xs = x.shape.as_ref();
             let mut out: Vec<Dim> = Vec::with_capacity(target.len());
@@ -652,21 +893,62 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                     Some(s) => known_product(s.iter())?,
                     None => None,
                 };
-                let rest: Option<i64> = known_product(out.iter().enumerate().filter(|(i, _)| *i != k).map(|(_, d)| d))?;
+                let rest: Option<i64> = known_product(
+                    out.iter()
+                        .enumerate()
+                        .filter(|(i, _)| *i != k)
+                        .map(|(_, d)| d),
+                )?;
                 out[k] = match (total, rest) {
                     (Some(t), Some(r)) if r > 0 && t % r == 0 => Dim::Known(t / r),
-                    (Some(_), Some(r)) => bail!("cannot reshape {} to {} (element count not divisible by {r})", fmt_shape(xs.unwrap()), fmt_shape(&target)),
+                    (Some(_), Some(r)) => bail!(
+                        "cannot reshape {} to {} (element count not divisible by {r})",
+                        fmt_shape(xs.unwrap()),
+                        fmt_shape(&target)
+                    ),
                     _ => {
                         // symbolic: if the other dims match the input's except one symbol, carry it
-                        let sym = xs.and_then(|s| s.iter().find_map(|d| if let Dim::Sym(x) = d { Some(x.clone()) } else { None }));
+                        let sym = xs.and_then(|s| {
+                            s.iter().find_map(|d| {
+                                if let Dim::Sym(x) = d {
+                                    Some(x.clone())
+                                } else {
+                                    None
+                                }
+                            })
+                        });
                         match (sym, xs) {
                             (Some(sy), Some(sv)) => {
-                                let known_in: Option<i64> = known_product(sv.iter().filter(|d| d.known().is_some()))?;
-                                let known_out: i64 = known_product(out.iter().enumerate().filter(|(i, d)| *i != k && d.known().is_some()).map(|(_, d)| d))?.unwrap_or(1);
-                                let syms_out = out.iter().enumerate().filter(|(i, d)| *i != k && matches!(d, Dim::Sym(_))).count();
+                                let known_in: Option<i64> =
+                                    known_product(sv.iter().filter(|d| d.known().is_some()))?;
+                                let known_out: i64 = known_product(
+                                    out.iter()
+                                        .enumerate()
+                                        .filter(|(i, d)| *i != k && d.known().is_some())
+                                        .map(|(_, d)| d),
+                                )?
+                                .unwrap_or(1);
+                                let syms_out = out
+                                    .iter()
+                                    .enumerate()
+                                    .filter(|(i, d)| *i != k && matches!(d, Dim::Sym(_)))
+                                    .count();
                                 match known_in {
-                                    Some(ki) if syms_out == 1 && known_out > 0 && ki % known_out == 0 => Dim::Known(ki / known_out),
-                                    Some(ki) if syms_out == 0 && known_out > 0 && ki % known_out == 0 && ki / known_out == 1 => Dim::Sym(sy),
+                                    Some(ki)
+                                        if syms_out == 1
+                                            && known_out > 0
+                                            && ki % known_out == 0 =>
+                                    {
+                                        Dim::Known(ki / known_out)
+                                    }
+                                    Some(ki)
+                                        if syms_out == 0
+                                            && known_out > 0
+                                            && ki % known_out == 0
+                                            && ki / known_out == 1 =>
+                                    {
+                                        Dim::Sym(sy)
+                                    }
                                     _ => Dim::Sym(format!("{}_d{k}", n.output[0])),
                                 }
                             }
@@ -682,7 +964,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 known_product(out.iter())?,
             ) {
                 if tin != tout {
-                    bail!("cannot reshape {} ({tin} elements) to {} ({tout} elements)", fmt_shape(xs.unwrap()), fmt_shape(&out));
+                    bail!(
+                        "cannot reshape {} ({tin} elements) to {} ({tout} elements)",
+                        fmt_shape(xs.unwrap()),
+                        fmt_shape(&out)
+                    );
                 }
             }
             let mut info = Info::of(x.dtype, Some(out.clone()));
@@ -699,17 +985,39 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             let x = req_shape(n, s, 0)?;
             let a = attr_i(n, "axis").unwrap_or(1);
             let a = if a < 0 { a + x.len() as i64 } else { a } as usize;
-            let prod = |ds: &[Dim]| -> Result<Dim> { Ok(known_product(ds.iter())?.map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_flat", n.output[0])))) };
-            vec![Info::of(dt0, Some(vec![prod(&x[..a.min(x.len())])?, prod(&x[a.min(x.len())..])?]))]
+            let prod = |ds: &[Dim]| -> Result<Dim> {
+                Ok(known_product(ds.iter())?
+                    .map(Dim::Known)
+                    .unwrap_or_else(|| Dim::Sym(format!("{}_flat", n.output[0]))))
+            };
+            vec![Info::of(
+                dt0,
+                Some(vec![
+                    prod(&x[..a.min(x.len())])?,
+                    prod(&x[a.min(x.len())..])?,
+                ]),
+            )]
         }
         "Transpose" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
-            let perm: Vec<i64> = attr_ints(n, "perm").map(<[i64]>::to_vec).unwrap_or_else(|| (0..xs.len() as i64).rev().collect());
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let perm: Vec<i64> = attr_ints(n, "perm")
+                .map(<[i64]>::to_vec)
+                .unwrap_or_else(|| (0..xs.len() as i64).rev().collect());
             if perm.len() != xs.len() {
                 bail!("perm {:?} does not match rank {}", perm, xs.len());
             }
-            let out: Vec<Dim> = perm.iter().map(|&p| xs.get(p as usize).cloned().ok_or_else(|| anyhow::anyhow!("perm {p} out of range"))).collect::<Result<_>>()?;
+            let out: Vec<Dim> = perm
+                .iter()
+                .map(|&p| {
+                    xs.get(p as usize)
+                        .cloned()
+                        .ok_or_else(|| anyhow::anyhow!("perm {p} out of range"))
+                })
+                .collect::<Result<_>>()?;
             vec![Info::of(dt0, Some(out))]
         }
         "Shape" => {
@@ -718,7 +1026,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             let clampi = |v: i64| -> usize { (if v < 0 { v + r } else { v }).clamp(0, r) as usize };
             let start = clampi(attr_i(n, "start").unwrap_or(0));
             let end = clampi(attr_i(n, "end").unwrap_or(r));
-            let dims = if start < end { xs[start..end].to_vec() } else { vec![] };
+            let dims = if start < end {
+                xs[start..end].to_vec()
+            } else {
+                vec![]
+            };
             let mut info = Info::of(i64t, Some(vec![Dim::Known(dims.len() as i64)]));
             if let Some(all) = dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
                 info.value = Some(Values::I64(all));
@@ -728,9 +1040,15 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Gather" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown data shape"))?;
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown data shape"))?;
             let idx = req(n, s, 1)?;
-            let is = idx.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown indices shape"))?;
+            let is = idx
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown indices shape"))?;
             let a = norm_axis(attr_i(n, "axis").unwrap_or(0), xs.len())?;
             let mut out = xs[..a].to_vec();
             out.extend(is.iter().cloned());
@@ -739,28 +1057,53 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             if xs.len() == 1 {
                 if let (Some(dv), Some(iv)) = (dims_values(n, s, 0), int_values(n, s, 1)) {
                     let len = dv.len() as i64;
-                    let picked: Option<Vec<Dim>> = iv.iter().map(|&i| { let j = if i < 0 { i + len } else { i }; dv.get(j as usize).cloned() }).collect();
+                    let picked: Option<Vec<Dim>> = iv
+                        .iter()
+                        .map(|&i| {
+                            let j = if i < 0 { i + len } else { i };
+                            dv.get(j as usize).cloned()
+                        })
+                        .collect();
                     if let Some(p) = picked {
                         if let Some(all) = p.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
                             info.value = Some(Values::I64(all));
                         }
                         info.dims_value = Some(p);
                     }
-                } else if let (Some(Values::F32(fv)), Some(iv)) = (x.value.as_ref(), int_values(n, s, 1)) {
+                } else if let (Some(Values::F32(fv)), Some(iv)) =
+                    (x.value.as_ref(), int_values(n, s, 1))
+                {
                     let len = fv.len() as i64;
-                    info.value = iv.iter().map(|&i| { let j = if i < 0 { i + len } else { i }; fv.get(j as usize).copied() }).collect::<Option<Vec<f32>>>().map(Values::F32);
+                    info.value = iv
+                        .iter()
+                        .map(|&i| {
+                            let j = if i < 0 { i + len } else { i };
+                            fv.get(j as usize).copied()
+                        })
+                        .collect::<Option<Vec<f32>>>()
+                        .map(Values::F32);
                 }
             }
             vec![info]
         }
         "Unsqueeze" | "Squeeze" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
-            let axes: Option<Vec<i64>> = attr_ints(n, "axes").map(<[i64]>::to_vec).or_else(|| int_values(n, s, 1));
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let axes: Option<Vec<i64>> = attr_ints(n, "axes")
+                .map(<[i64]>::to_vec)
+                .or_else(|| int_values(n, s, 1));
             let out = if op == "Unsqueeze" {
-                let Some(axes) = axes else { bail!("Unsqueeze axes are not constant") };
+                let Some(axes) = axes else {
+                    bail!("Unsqueeze axes are not constant")
+                };
                 let r = xs.len() + axes.len();
-                let mut ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?;
+                let mut ax: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| norm_axis(a, r))
+                    .collect::<Result<_>>()?;
                 ax.sort_unstable();
                 let mut out = Vec::with_capacity(r);
                 let mut it = xs.iter();
@@ -768,17 +1111,32 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                     if ax.contains(&i) {
                         out.push(Dim::Known(1));
                     } else {
-                        out.push(it.next().cloned().ok_or_else(|| anyhow::anyhow!("bad axes"))?);
+                        out.push(
+                            it.next()
+                                .cloned()
+                                .ok_or_else(|| anyhow::anyhow!("bad axes"))?,
+                        );
                     }
                 }
                 out
             } else {
                 match axes {
                     Some(axes) => {
-                        let ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, xs.len())).collect::<Result<_>>()?;
-                        xs.iter().enumerate().filter(|(i, _)| !ax.contains(i)).map(|(_, d)| d.clone()).collect()
+                        let ax: Vec<usize> = axes
+                            .iter()
+                            .map(|&a| norm_axis(a, xs.len()))
+                            .collect::<Result<_>>()?;
+                        xs.iter()
+                            .enumerate()
+                            .filter(|(i, _)| !ax.contains(i))
+                            .map(|(_, d)| d.clone())
+                            .collect()
                     }
-                    None => xs.iter().filter(|d| **d != Dim::Known(1)).cloned().collect(),
+                    None => xs
+                        .iter()
+                        .filter(|d| **d != Dim::Known(1))
+                        .cloned()
+                        .collect(),
                 }
             };
             let mut info = Info::of(x.dtype, Some(out.clone()));
@@ -791,21 +1149,41 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Slice" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
             let (starts, ends, axes, steps) = if n.input.len() >= 3 {
-                let st = int_values(n, s, 1).ok_or_else(|| anyhow::anyhow!("Slice starts are not constant"))?;
-                let en = int_values(n, s, 2).ok_or_else(|| anyhow::anyhow!("Slice ends are not constant"))?;
-                let ax = if n.input.len() > 3 && !n.input[3].is_empty() { int_values(n, s, 3).ok_or_else(|| anyhow::anyhow!("Slice axes are not constant"))? } else { (0..st.len() as i64).collect() };
-                let sp = if n.input.len() > 4 && !n.input[4].is_empty() { int_values(n, s, 4).ok_or_else(|| anyhow::anyhow!("Slice steps are not constant"))? } else { vec![1; st.len()] };
+                let st = int_values(n, s, 1)
+                    .ok_or_else(|| anyhow::anyhow!("Slice starts are not constant"))?;
+                let en = int_values(n, s, 2)
+                    .ok_or_else(|| anyhow::anyhow!("Slice ends are not constant"))?;
+                let ax = if n.input.len() > 3 && !n.input[3].is_empty() {
+                    int_values(n, s, 3)
+                        .ok_or_else(|| anyhow::anyhow!("Slice axes are not constant"))?
+                } else {
+                    (0..st.len() as i64).collect()
+                };
+                let sp = if n.input.len() > 4 && !n.input[4].is_empty() {
+                    int_values(n, s, 4)
+                        .ok_or_else(|| anyhow::anyhow!("Slice steps are not constant"))?
+                } else {
+                    vec![1; st.len()]
+                };
                 (st, en, ax, sp)
             } else {
                 let st = crate::graph::req_ints(n, "starts")?.to_vec();
                 let en = crate::graph::req_ints(n, "ends")?.to_vec();
-                let ax = attr_ints(n, "axes").map(<[i64]>::to_vec).unwrap_or_else(|| (0..st.len() as i64).collect());
+                let ax = attr_ints(n, "axes")
+                    .map(<[i64]>::to_vec)
+                    .unwrap_or_else(|| (0..st.len() as i64).collect());
                 let sp = vec![1; st.len()];
                 (st, en, ax, sp)
             };
-            if starts.len() != ends.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+            if starts.len() != ends.len()
+                || axes.len() != starts.len()
+                || steps.len() != starts.len()
+            {
                 bail!("starts/ends/axes/steps lengths differ");
             }
             let mut out = xs.clone();
@@ -824,10 +1202,24 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                         // i128: hostile starts/ends/steps (i64::MIN, i64::MAX) must not overflow
                         let (d, step) = (*d as i128, step as i128);
                         let (mut st, mut en) = (starts[k] as i128, ends[k] as i128);
-                        if st < 0 { st += d; }
-                        if en < 0 { en += d; }
-                        let (st, en) = if d == 0 { (0, 0) } else if step > 0 { (st.clamp(0, d), en.clamp(0, d)) } else { (st.clamp(0, d - 1), en.clamp(-1, d - 1)) };
-                        let len = if step > 0 { ((en - st) + step - 1).max(0) / step } else { ((st - en) + (-step) - 1).max(0) / (-step) };
+                        if st < 0 {
+                            st += d;
+                        }
+                        if en < 0 {
+                            en += d;
+                        }
+                        let (st, en) = if d == 0 {
+                            (0, 0)
+                        } else if step > 0 {
+                            (st.clamp(0, d), en.clamp(0, d))
+                        } else {
+                            (st.clamp(0, d - 1), en.clamp(-1, d - 1))
+                        };
+                        let len = if step > 0 {
+                            ((en - st) + step - 1).max(0) / step
+                        } else {
+                            ((st - en) + (-step) - 1).max(0) / (-step)
+                        };
                         out[a] = Dim::Known(len.max(0) as i64);
                         ranges.push((a, st as i64, en as i64, step as i64));
                     }
@@ -844,7 +1236,10 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             if xs.len() == 1 && ranges.len() == 1 && ranges[0].3 > 0 {
                 let (_, st, en, step) = ranges[0];
                 if let Some(dv) = dims_values(n, s, 0) {
-                    let picked: Vec<Dim> = (st..en).step_by(step as usize).filter_map(|i| dv.get(i as usize).cloned()).collect();
+                    let picked: Vec<Dim> = (st..en)
+                        .step_by(step as usize)
+                        .filter_map(|i| dv.get(i as usize).cloned())
+                        .collect();
                     if let Some(all) = picked.iter().map(Dim::known).collect::<Option<Vec<i64>>>() {
                         info.value = Some(Values::I64(all));
                     }
@@ -856,17 +1251,31 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         "Split" => {
             let xs = req_shape(n, s, 0)?;
             let a = norm_axis(attr_i(n, "axis").unwrap_or(0), xs.len())?;
-            let parts: Vec<i64> = match attr_ints(n, "split").map(<[i64]>::to_vec).or_else(|| if n.input.len() > 1 && !n.input[1].is_empty() { int_values(n, s, 1) } else { None }) {
+            let parts: Vec<i64> = match attr_ints(n, "split").map(<[i64]>::to_vec).or_else(|| {
+                if n.input.len() > 1 && !n.input[1].is_empty() {
+                    int_values(n, s, 1)
+                } else {
+                    None
+                }
+            }) {
                 Some(p) => p,
                 None => {
-                    let Some(d) = xs[a].known() else { bail!("Split of a symbolic axis") };
+                    let Some(d) = xs[a].known() else {
+                        bail!("Split of a symbolic axis")
+                    };
                     let (d, k) = (d as i128, n.output.len() as i128);
                     let each = (d + k - 1) / k;
-                    (0..k).map(|i| each.min(d - i * each).max(0) as i64).collect()
+                    (0..k)
+                        .map(|i| each.min(d - i * each).max(0) as i64)
+                        .collect()
                 }
             };
             if parts.len() != n.output.len() {
-                bail!("split has {} parts for {} outputs", parts.len(), n.output.len());
+                bail!(
+                    "split has {} parts for {} outputs",
+                    parts.len(),
+                    n.output.len()
+                );
             }
             parts
                 .iter()
@@ -878,11 +1287,19 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 .collect()
         }
         "ConstantOfShape" => {
-            let Some(dims) = dims_values(n, s, 0) else { bail!("ConstantOfShape shape is not constant") };
+            let Some(dims) = dims_values(n, s, 0) else {
+                bail!("ConstantOfShape shape is not constant")
+            };
             let t = crate::graph::attr(n, "value").and_then(|a| a.t.clone());
-            let dtype = t.as_ref().map(|t| t.data_type()).unwrap_or(DataType::Float as i32);
+            let dtype = t
+                .as_ref()
+                .map(|t| t.data_type())
+                .unwrap_or(DataType::Float as i32);
             let mut info = Info::of(Some(dtype), Some(dims.clone()));
-            if let (Some(all), Some(t)) = (dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>(), t.as_ref()) {
+            if let (Some(all), Some(t)) = (
+                dims.iter().map(Dim::known).collect::<Option<Vec<i64>>>(),
+                t.as_ref(),
+            ) {
                 if let (Some(cnt), Ok(v)) = (numel(&all), crate::tensor::values(t)) {
                     if cnt <= MAX_VALUE_ELEMS && v.len() == 1 {
                         info.value = Some(match v {
@@ -908,20 +1325,37 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Expand" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
-            let Some(target) = dims_values(n, s, 1) else { bail!("Expand shape is not constant") };
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let Some(target) = dims_values(n, s, 1) else {
+                bail!("Expand shape is not constant")
+            };
             let out = broadcast(xs, &target)?;
             let mut info = Info::of(x.dtype, Some(out.clone()));
-            if let (Some(v), Some(all)) = (&x.value, out.iter().map(Dim::known).collect::<Option<Vec<i64>>>()) {
-                info.value = expand_values(v, &xs.iter().filter_map(Dim::known).collect::<Vec<_>>(), &all);
+            if let (Some(v), Some(all)) = (
+                &x.value,
+                out.iter().map(Dim::known).collect::<Option<Vec<i64>>>(),
+            ) {
+                info.value = expand_values(
+                    v,
+                    &xs.iter().filter_map(Dim::known).collect::<Vec<_>>(),
+                    &all,
+                );
             }
             set_dims_value(&mut info);
             vec![info]
         }
         "Tile" => {
             let x = req(n, s, 0)?;
-            let xs = x.shape.as_ref().ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
-            let Some(rep) = int_values(n, s, 1) else { bail!("Tile repeats are not constant") };
+            let xs = x
+                .shape
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("unknown input shape"))?;
+            let Some(rep) = int_values(n, s, 1) else {
+                bail!("Tile repeats are not constant")
+            };
             if rep.len() != xs.len() {
                 bail!("repeats {:?} do not match rank {}", rep, xs.len());
             }
@@ -929,7 +1363,10 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 .iter()
                 .zip(&rep)
                 .map(|(d, &r)| match d {
-                    Dim::Known(v) => v.checked_mul(r).map(Dim::Known).ok_or_else(|| anyhow::anyhow!("dim {v} repeated {r} times overflows")),
+                    Dim::Known(v) => v
+                        .checked_mul(r)
+                        .map(Dim::Known)
+                        .ok_or_else(|| anyhow::anyhow!("dim {v} repeated {r} times overflows")),
                     Dim::Sym(sy) if r == 1 => Ok(Dim::Sym(sy.clone())),
                     Dim::Sym(sy) => Ok(Dim::Sym(format!("{sy}*{r}"))),
                 })
@@ -937,12 +1374,25 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             vec![Info::of(x.dtype, Some(out))]
         }
         "Range" => {
-            let (Some(st), Some(lim), Some(dl)) = (input(n, s, 0).and_then(|i| i.value.clone()), input(n, s, 1).and_then(|i| i.value.clone()), input(n, s, 2).and_then(|i| i.value.clone())) else {
+            let (Some(st), Some(lim), Some(dl)) = (
+                input(n, s, 0).and_then(|i| i.value.clone()),
+                input(n, s, 1).and_then(|i| i.value.clone()),
+                input(n, s, 2).and_then(|i| i.value.clone()),
+            ) else {
                 let sym = Dim::Sym(format!("{}_len", n.output[0]));
                 return Ok(vec![Info::of(dt0, Some(vec![sym]))]);
             };
-            let first = |v: &Values, what: &str| v.as_f64().first().copied().ok_or_else(|| anyhow::anyhow!("Range {what} is an empty tensor"));
-            let (a, b, d) = (first(&st, "start")?, first(&lim, "limit")?, first(&dl, "delta")?);
+            let first = |v: &Values, what: &str| {
+                v.as_f64()
+                    .first()
+                    .copied()
+                    .ok_or_else(|| anyhow::anyhow!("Range {what} is an empty tensor"))
+            };
+            let (a, b, d) = (
+                first(&st, "start")?,
+                first(&lim, "limit")?,
+                first(&dl, "delta")?,
+            );
             if d == 0.0 {
                 bail!("Range delta 0");
             }
@@ -951,7 +1401,11 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 bail!("Range of {cnt} elements");
             }
             let vals: Vec<f64> = (0..cnt).map(|i| a + i as f64 * d).collect();
-            let value = if st.is_float() { Values::F32(vals.into_iter().map(|e| e as f32).collect()) } else { Values::I64(vals.into_iter().map(|e| e as i64).collect()) };
+            let value = if st.is_float() {
+                Values::F32(vals.into_iter().map(|e| e as f32).collect())
+            } else {
+                Values::I64(vals.into_iter().map(|e| e as i64).collect())
+            };
             vec![with_value(dt0, vec![Dim::Known(cnt as i64)], value)]
         }
         "MatMul" => {
@@ -974,32 +1428,57 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
             if a.len() != 2 || b.len() != 2 {
                 bail!("Gemm needs rank-2 inputs");
             }
-            vec![Info::of(dt0, Some(vec![if ta { a[1].clone() } else { a[0].clone() }, if tb { b[0].clone() } else { b[1].clone() }]))]
+            vec![Info::of(
+                dt0,
+                Some(vec![
+                    if ta { a[1].clone() } else { a[0].clone() },
+                    if tb { b[0].clone() } else { b[1].clone() },
+                ]),
+            )]
         }
         "ScatterND" | "ScatterElements" => vec![Info::of(dt0, req(n, s, 0)?.shape.clone())],
         "GatherND" => bail!("GatherND shape inference is not supported"),
-        "NonMaxSuppression" => vec![Info::of(i64t, Some(vec![Dim::Sym(format!("{}_N", n.output[0])), Dim::Known(3)]))],
+        "NonMaxSuppression" => vec![Info::of(
+            i64t,
+            Some(vec![Dim::Sym(format!("{}_N", n.output[0])), Dim::Known(3)]),
+        )],
         "NonZero" => {
             let xs = req_shape(n, s, 0)?;
-            vec![Info::of(i64t, Some(vec![Dim::Known(xs.len() as i64), Dim::Sym(format!("{}_N", n.output[0]))]))]
+            vec![Info::of(
+                i64t,
+                Some(vec![
+                    Dim::Known(xs.len() as i64),
+                    Dim::Sym(format!("{}_N", n.output[0])),
+                ]),
+            )]
         }
         "TopK" => {
             let xs = req_shape(n, s, 0)?;
             let a = norm_axis(attr_i(n, "axis").unwrap_or(-1), xs.len())?;
-            let k = int_values(n, s, 1).and_then(|v| v.first().copied()).map(Dim::Known).unwrap_or_else(|| Dim::Sym(format!("{}_k", n.output[0])));
+            let k = int_values(n, s, 1)
+                .and_then(|v| v.first().copied())
+                .map(Dim::Known)
+                .unwrap_or_else(|| Dim::Sym(format!("{}_k", n.output[0])));
             let mut out = xs.clone();
             out[a] = k;
             vec![Info::of(dt0, Some(out.clone())), Info::of(i64t, Some(out))]
         }
-        "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceMean" | "ReduceProd" | "ArgMax" | "ArgMin" => {
+        "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceMean" | "ReduceProd" | "ArgMax"
+        | "ArgMin" => {
             let xs = req_shape(n, s, 0)?;
             let keep = attr_i(n, "keepdims").unwrap_or(1) != 0;
             let axes: Vec<i64> = if op.starts_with("Arg") {
                 vec![attr_i(n, "axis").unwrap_or(0)]
             } else {
-                attr_ints(n, "axes").map(<[i64]>::to_vec).or_else(|| int_values(n, s, 1)).unwrap_or_else(|| (0..xs.len() as i64).collect())
+                attr_ints(n, "axes")
+                    .map(<[i64]>::to_vec)
+                    .or_else(|| int_values(n, s, 1))
+                    .unwrap_or_else(|| (0..xs.len() as i64).collect())
             };
-            let ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, xs.len())).collect::<Result<_>>()?;
+            let ax: Vec<usize> = axes
+                .iter()
+                .map(|&a| norm_axis(a, xs.len()))
+                .collect::<Result<_>>()?;
             let mut out = Vec::new();
             for (i, d) in xs.iter().enumerate() {
                 if ax.contains(&i) {
@@ -1010,7 +1489,10 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                     out.push(d.clone());
                 }
             }
-            vec![Info::of(if op.starts_with("Arg") { i64t } else { dt0 }, Some(out))]
+            vec![Info::of(
+                if op.starts_with("Arg") { i64t } else { dt0 },
+                Some(out),
+            )]
         }
         _ => bail!("no shape rule for {op}"),
     })
@@ -1057,7 +1539,12 @@ fn expand_values(v: &Values, in_shape: &[i64], out_shape: &[i64]) -> Option<Valu
 
 /// Infer and return the graph's output shapes as inferred (not as declared).
 pub fn output_shapes(model: &Model, shapes: &Shapes) -> Vec<(String, Option<Vec<Dim>>)> {
-    model.graph().output.iter().map(|o| (o.name().to_string(), shapes.shape(o.name()).cloned())).collect()
+    model
+        .graph()
+        .output
+        .iter()
+        .map(|o| (o.name().to_string(), shapes.shape(o.name()).cloned()))
+        .collect()
 }
 
 /// Declared shape of graph input `name`.
@@ -1094,32 +1581,159 @@ mod hostile_tests {
         let big = 1_000_000_000_000i64;
         let cases: Vec<(NodeProto, Shapes, bool)> = vec![
             // Reshape whose target element count overflows i64
-            (make_node("Reshape", "r", &["x", "t"], &["y"], vec![]), s(vec![("x", Some(vec![1, 85, 420]), None), ("t", Some(vec![4]), Some(Values::I64(vec![1, 85, big, big])))]), false),
+            (
+                make_node("Reshape", "r", &["x", "t"], &["y"], vec![]),
+                s(vec![
+                    ("x", Some(vec![1, 85, 420]), None),
+                    ("t", Some(vec![4]), Some(Values::I64(vec![1, 85, big, big]))),
+                ]),
+                false,
+            ),
             // Range with an empty start
-            (make_node("Range", "r", &["a", "b", "c"], &["y"], vec![]), s(vec![("a", Some(vec![0]), Some(Values::I64(vec![]))), ("b", Some(vec![]), Some(Values::I64(vec![5]))), ("c", Some(vec![]), Some(Values::I64(vec![1])))]), false),
+            (
+                make_node("Range", "r", &["a", "b", "c"], &["y"], vec![]),
+                s(vec![
+                    ("a", Some(vec![0]), Some(Values::I64(vec![]))),
+                    ("b", Some(vec![]), Some(Values::I64(vec![5]))),
+                    ("c", Some(vec![]), Some(Values::I64(vec![1]))),
+                ]),
+                false,
+            ),
             // Split / NonMaxSuppression / Reshape without outputs
-            (make_node("Split", "r", &["x"], &[], vec![make_attr_i("axis", 1)]), s(vec![("x", Some(vec![1, 4]), None)]), false),
-            (make_node("NonMaxSuppression", "r", &["x", "x"], &[], vec![]), s(vec![("x", Some(vec![1, 4]), None)]), false),
+            (
+                make_node("Split", "r", &["x"], &[], vec![make_attr_i("axis", 1)]),
+                s(vec![("x", Some(vec![1, 4]), None)]),
+                false,
+            ),
+            (
+                make_node("NonMaxSuppression", "r", &["x", "x"], &[], vec![]),
+                s(vec![("x", Some(vec![1, 4]), None)]),
+                false,
+            ),
             // Concat without inputs, of scalars, with overflowing dims
-            (make_node("Concat", "r", &[], &["y"], vec![make_attr_i("axis", 0)]), s(vec![]), false),
-            (make_node("Concat", "r", &["x"], &["y"], vec![make_attr_i("axis", 0)]), s(vec![("x", Some(vec![]), None)]), false),
-            (make_node("Concat", "r", &["x", "x"], &["y"], vec![make_attr_i("axis", 0)]), s(vec![("x", Some(vec![i64::MAX]), None)]), false),
+            (
+                make_node("Concat", "r", &[], &["y"], vec![make_attr_i("axis", 0)]),
+                s(vec![]),
+                false,
+            ),
+            (
+                make_node("Concat", "r", &["x"], &["y"], vec![make_attr_i("axis", 0)]),
+                s(vec![("x", Some(vec![]), None)]),
+                false,
+            ),
+            (
+                make_node(
+                    "Concat",
+                    "r",
+                    &["x", "x"],
+                    &["y"],
+                    vec![make_attr_i("axis", 0)],
+                ),
+                s(vec![("x", Some(vec![i64::MAX]), None)]),
+                false,
+            ),
             // Conv with a rank-1 weight
-            (make_node("Conv", "r", &["x", "w"], &["y"], vec![]), s(vec![("x", Some(vec![1, 3, 8, 8]), None), ("w", Some(vec![3]), None)]), false),
+            (
+                make_node("Conv", "r", &["x", "w"], &["y"], vec![]),
+                s(vec![
+                    ("x", Some(vec![1, 3, 8, 8]), None),
+                    ("w", Some(vec![3]), None),
+                ]),
+                false,
+            ),
             // Tile / pools / Slice whose arithmetic overflows
-            (make_node("Tile", "r", &["x", "t"], &["y"], vec![]), s(vec![("x", Some(vec![1 << 40]), None), ("t", Some(vec![1]), Some(Values::I64(vec![1 << 40])))]), false),
-            (make_node("MaxPool", "r", &["x"], &["y"], vec![make_attr_ints("kernel_shape", &[i64::MAX, i64::MAX])]), s(vec![("x", Some(vec![1, 3, 8, 8]), None)]), false),
-            (make_node("MaxPool", "r", &["x"], &["y"], vec![make_attr_ints("kernel_shape", &[3, 3]), make_attr_ints("pads", &[i64::MAX; 4])]), s(vec![("x", Some(vec![1, 3, 8, 8]), None)]), true),
-            (make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]), s(vec![("x", Some(vec![5]), Some(Values::I64(vec![1, 2, 3, 4, 5]))), ("a", Some(vec![1]), Some(Values::I64(vec![-1]))), ("b", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))), ("c", Some(vec![1]), Some(Values::I64(vec![0]))), ("d", Some(vec![1]), Some(Values::I64(vec![i64::MIN])))]), true),
-            (make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]), s(vec![("x", Some(vec![0]), None), ("a", Some(vec![1]), Some(Values::I64(vec![0]))), ("b", Some(vec![1]), Some(Values::I64(vec![-1]))), ("c", Some(vec![1]), Some(Values::I64(vec![0]))), ("d", Some(vec![1]), Some(Values::I64(vec![-1])))]), true),
+            (
+                make_node("Tile", "r", &["x", "t"], &["y"], vec![]),
+                s(vec![
+                    ("x", Some(vec![1 << 40]), None),
+                    ("t", Some(vec![1]), Some(Values::I64(vec![1 << 40]))),
+                ]),
+                false,
+            ),
+            (
+                make_node(
+                    "MaxPool",
+                    "r",
+                    &["x"],
+                    &["y"],
+                    vec![make_attr_ints("kernel_shape", &[i64::MAX, i64::MAX])],
+                ),
+                s(vec![("x", Some(vec![1, 3, 8, 8]), None)]),
+                false,
+            ),
+            (
+                make_node(
+                    "MaxPool",
+                    "r",
+                    &["x"],
+                    &["y"],
+                    vec![
+                        make_attr_ints("kernel_shape", &[3, 3]),
+                        make_attr_ints("pads", &[i64::MAX; 4]),
+                    ],
+                ),
+                s(vec![("x", Some(vec![1, 3, 8, 8]), None)]),
+                true,
+            ),
+            (
+                make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]),
+                s(vec![
+                    ("x", Some(vec![5]), Some(Values::I64(vec![1, 2, 3, 4, 5]))),
+                    ("a", Some(vec![1]), Some(Values::I64(vec![-1]))),
+                    ("b", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))),
+                    ("c", Some(vec![1]), Some(Values::I64(vec![0]))),
+                    ("d", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))),
+                ]),
+                true,
+            ),
+            (
+                make_node("Slice", "r", &["x", "a", "b", "c", "d"], &["y"], vec![]),
+                s(vec![
+                    ("x", Some(vec![0]), None),
+                    ("a", Some(vec![1]), Some(Values::I64(vec![0]))),
+                    ("b", Some(vec![1]), Some(Values::I64(vec![-1]))),
+                    ("c", Some(vec![1]), Some(Values::I64(vec![0]))),
+                    ("d", Some(vec![1]), Some(Values::I64(vec![-1]))),
+                ]),
+                true,
+            ),
             // integer Div i64::MIN / -1, Neg of i64::MIN, Add with an empty operand: no value, no panic
-            (make_node("Div", "r", &["a", "b"], &["y"], vec![]), s(vec![("a", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))), ("b", Some(vec![1]), Some(Values::I64(vec![-1])))]), true),
-            (make_node("Neg", "r", &["a"], &["y"], vec![]), s(vec![("a", Some(vec![1]), Some(Values::I64(vec![i64::MIN])))]), true),
-            (make_node("Add", "r", &["a", "b"], &["y"], vec![]), s(vec![("a", Some(vec![]), Some(Values::I64(vec![]))), ("b", Some(vec![]), Some(Values::I64(vec![0])))]), true),
+            (
+                make_node("Div", "r", &["a", "b"], &["y"], vec![]),
+                s(vec![
+                    ("a", Some(vec![1]), Some(Values::I64(vec![i64::MIN]))),
+                    ("b", Some(vec![1]), Some(Values::I64(vec![-1]))),
+                ]),
+                true,
+            ),
+            (
+                make_node("Neg", "r", &["a"], &["y"], vec![]),
+                s(vec![(
+                    "a",
+                    Some(vec![1]),
+                    Some(Values::I64(vec![i64::MIN])),
+                )]),
+                true,
+            ),
+            (
+                make_node("Add", "r", &["a", "b"], &["y"], vec![]),
+                s(vec![
+                    ("a", Some(vec![]), Some(Values::I64(vec![]))),
+                    ("b", Some(vec![]), Some(Values::I64(vec![0]))),
+                ]),
+                true,
+            ),
         ];
         for (node, shapes, ok) in cases {
             let r = infer_node(&node, &shapes);
-            assert_eq!(r.is_ok(), ok, "{} {:?}: {:?}", node.op_type(), node.input, r.err());
+            assert_eq!(
+                r.is_ok(),
+                ok,
+                "{} {:?}: {:?}",
+                node.op_type(),
+                node.input,
+                r.err()
+            );
         }
     }
 }

@@ -57,7 +57,10 @@ pub fn is_external(t: &TensorProto) -> bool {
 
 /// The `key` entry of a tensor's `external_data` list.
 pub fn external_entry<'a>(t: &'a TensorProto, key: &str) -> Option<&'a str> {
-    t.external_data.iter().find(|e| e.key() == key).map(|e| e.value())
+    t.external_data
+        .iter()
+        .find(|e| e.key() == key)
+        .map(|e| e.value())
 }
 
 /// A decoded numeric tensor (small constants: shapes, thresholds, grids).
@@ -209,10 +212,22 @@ pub fn tensor_f32(name: &str, dims: &[i64], data: &[f32]) -> TensorProto {
 /// Build a tensor of the given dtype from values (used by constant folding and resize).
 pub fn tensor_from_values(name: &str, dims: &[i64], v: &Values) -> TensorProto {
     let (dt, raw): (DataType, Vec<u8>) = match v {
-        Values::F32(x) => (DataType::Float, x.iter().flat_map(|e| e.to_le_bytes()).collect()),
-        Values::F64(x) => (DataType::Double, x.iter().flat_map(|e| e.to_le_bytes()).collect()),
-        Values::I64(x) => (DataType::Int64, x.iter().flat_map(|e| e.to_le_bytes()).collect()),
-        Values::I32(x) => (DataType::Int32, x.iter().flat_map(|e| e.to_le_bytes()).collect()),
+        Values::F32(x) => (
+            DataType::Float,
+            x.iter().flat_map(|e| e.to_le_bytes()).collect(),
+        ),
+        Values::F64(x) => (
+            DataType::Double,
+            x.iter().flat_map(|e| e.to_le_bytes()).collect(),
+        ),
+        Values::I64(x) => (
+            DataType::Int64,
+            x.iter().flat_map(|e| e.to_le_bytes()).collect(),
+        ),
+        Values::I32(x) => (
+            DataType::Int32,
+            x.iter().flat_map(|e| e.to_le_bytes()).collect(),
+        ),
         Values::U8(x) => (DataType::Uint8, x.clone()),
         Values::I8(x) => (DataType::Int8, x.iter().map(|&e| e as u8).collect()),
         Values::Bool(x) => (DataType::Bool, x.iter().map(|&e| e as u8).collect()),

@@ -10,9 +10,11 @@ use postmerge::passes::merge::{merge, MergeOptions};
 use postmerge::postprocess::Layout;
 
 fn opts(input: std::path::PathBuf) -> CheckOptions {
-    CheckOptions { input: CheckInput::Npy(input), tol: Default::default() }
+    CheckOptions {
+        input: CheckInput::Npy(input),
+        tol: Default::default(),
+    }
 }
-
 
 #[test]
 fn check_passes_on_every_merged_model() {
@@ -20,10 +22,26 @@ fn check_passes_on_every_merged_model() {
         let o = Model::load(&p).unwrap();
         for layout in [None, Some(Layout::Trt { max_det: 100 })] {
             let mut m = o.clone();
-            merge(&mut m, &MergeOptions { layout, ..MergeOptions::default() }).unwrap();
+            merge(
+                &mut m,
+                &MergeOptions {
+                    layout,
+                    ..MergeOptions::default()
+                },
+            )
+            .unwrap();
             let r = check_models(&o, &m, &opts(input.clone())).unwrap();
-            assert!(r.ok, "{}: {}", p.display(), postmerge::check::render_report(&r));
-            assert!(r.steps.iter().all(|s| s.ok == Some(true)), "{}", postmerge::check::render_report(&r));
+            assert!(
+                r.ok,
+                "{}: {}",
+                p.display(),
+                postmerge::check::render_report(&r)
+            );
+            assert!(
+                r.steps.iter().all(|s| s.ok == Some(true)),
+                "{}",
+                postmerge::check::render_report(&r)
+            );
         }
     }
 }
@@ -35,31 +53,58 @@ fn broken(f: impl Fn(&mut Model)) -> postmerge::check::CheckReport {
     let mut m = o.clone();
     merge(&mut m, &MergeOptions::default()).unwrap();
     f(&mut m);
-    check_models(&o, &m, &opts(common::fixtures().join("ref/yolox_nano_640x640/input.npy"))).unwrap()
+    check_models(
+        &o,
+        &m,
+        &opts(common::fixtures().join("ref/yolox_nano_640x640/input.npy")),
+    )
+    .unwrap()
 }
 
 fn set_init(m: &mut Model, name: &str, t: postmerge::onnx::TensorProto) {
     let g = m.graph_mut();
     let i = GraphIndex::build(g).initializer[name];
-    g.initializer[i] = postmerge::onnx::TensorProto { name: Some(name.into()), ..t };
+    g.initializer[i] = postmerge::onnx::TensorProto {
+        name: Some(name.into()),
+        ..t
+    };
 }
 
 fn assert_caught(r: &postmerge::check::CheckReport, what: &str) {
     let text = postmerge::check::render_report(r);
     assert!(!r.ok, "{what} was not caught:\n{text}");
-    assert!(text.contains("[FAIL] post-process") && text.contains("expected") && text.contains("actual"), "{what}:\n{text}");
+    assert!(
+        text.contains("[FAIL] post-process")
+            && text.contains("expected")
+            && text.contains("actual"),
+        "{what}:\n{text}"
+    );
 }
 
 #[test]
 fn check_catches_a_wrong_iou_constant() {
-    assert_caught(&broken(|m| set_init(m, "main01_iou_threshold", postmerge::tensor::tensor_f32("", &[1], &[0.7]))), "wrong IoU");
+    assert_caught(
+        &broken(|m| {
+            set_init(
+                m,
+                "main01_iou_threshold",
+                postmerge::tensor::tensor_f32("", &[1], &[0.7]),
+            )
+        }),
+        "wrong IoU",
+    );
 }
 
 #[test]
 fn check_catches_swapped_box_columns() {
     assert_caught(
         &broken(|m| {
-            let n = m.graph_mut().node.iter_mut().find(|n| n.name() == "postmerge/Concat").unwrap();
+            let n = m
+                .graph_mut()
+                .node
+                .iter_mut()
+                .find(|n| n.name() == "postmerge/Concat")
+                .unwrap();
             n.input.swap(0, 1); // x2y2 before x1y1
         }),
         "swapped box columns",
@@ -71,7 +116,11 @@ fn check_catches_scores_not_multiplied_by_obj() {
     assert_caught(
         &broken(|m| {
             let g = m.graph_mut();
-            let n = g.node.iter_mut().find(|n| n.name() == "postmerge/Mul_3").unwrap();
+            let n = g
+                .node
+                .iter_mut()
+                .find(|n| n.name() == "postmerge/Mul_3")
+                .unwrap();
             assert_eq!(n.op_type(), "Mul");
             n.input[0] = "postmerge/half".into(); // 0.5 instead of obj
         }),
@@ -85,12 +134,15 @@ fn check_catches_an_off_by_one_stride() {
         &broken(|m| {
             let g = m.graph_mut();
             let i = GraphIndex::build(g).initializer["postmerge/stride"];
-            let mut v = postmerge::tensor::values(&g.initializer[i]).unwrap().as_f64();
+            let mut v = postmerge::tensor::values(&g.initializer[i])
+                .unwrap()
+                .as_f64();
             for x in v.iter_mut().filter(|x| **x == 16.0) {
                 *x = 17.0;
             }
             let f: Vec<f32> = v.iter().map(|&x| x as f32).collect();
-            g.initializer[i] = postmerge::tensor::tensor_f32("postmerge/stride", &[1, f.len() as i64, 1], &f);
+            g.initializer[i] =
+                postmerge::tensor::tensor_f32("postmerge/stride", &[1, f.len() as i64, 1], &f);
         }),
         "stride 17 instead of 16",
     );
@@ -101,18 +153,42 @@ fn check_cli_exit_codes_and_rows() {
     let dir = tempfile::tempdir().unwrap();
     let src = common::fixtures().join("yolox_nano_128x160.onnx");
     let out = dir.path().join("m.onnx");
-    let (code, _, err) = common::run(&["merge", src.to_str().unwrap(), "-o", out.to_str().unwrap(), "--check"]);
+    let (code, _, err) = common::run(&[
+        "merge",
+        src.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--check",
+    ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("check passed"), "{err}");
     let mut m = Model::load(&out).unwrap();
-    set_init(&mut m, "main01_iou_threshold", postmerge::tensor::tensor_f32("", &[1], &[0.05]));
+    set_init(
+        &mut m,
+        "main01_iou_threshold",
+        postmerge::tensor::tensor_f32("", &[1], &[0.05]),
+    );
     let bad = dir.path().join("bad.onnx");
     m.save(&bad, &Default::default()).unwrap();
     let input = common::fixtures().join("ref/yolox_nano_128x160/input.npy");
-    let (code, stdout, _) = common::run(&["check", src.to_str().unwrap(), bad.to_str().unwrap(), "--input", input.to_str().unwrap()]);
+    let (code, stdout, _) = common::run(&[
+        "check",
+        src.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
     assert_eq!(code, 1, "{stdout}");
-    assert!(stdout.contains("check FAILED") && stdout.contains("row"), "{stdout}");
-    let (code, stdout, _) = common::run(&["check", src.to_str().unwrap(), out.to_str().unwrap(), "--json"]);
+    assert!(
+        stdout.contains("check FAILED") && stdout.contains("row"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = common::run(&[
+        "check",
+        src.to_str().unwrap(),
+        out.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["ok"], true);
@@ -127,11 +203,23 @@ fn detect_draws_the_detections_it_reports() {
     let dir = tempfile::tempdir().unwrap();
     let src = common::fixtures().join("yolox_nano_640x640.onnx");
     let merged = dir.path().join("m.onnx");
-    let (code, _, err) = common::run(&["merge", src.to_str().unwrap(), "-o", merged.to_str().unwrap()]);
+    let (code, _, err) = common::run(&[
+        "merge",
+        src.to_str().unwrap(),
+        "-o",
+        merged.to_str().unwrap(),
+    ]);
     assert_eq!(code, 0, "{err}");
     let png = dir.path().join("dets.png");
     let dog = common::shared().join("images/dog.jpg");
-    let (code, stdout, err) = common::run(&["detect", merged.to_str().unwrap(), dog.to_str().unwrap(), "-o", png.to_str().unwrap(), "--json"]);
+    let (code, stdout, err) = common::run(&[
+        "detect",
+        merged.to_str().unwrap(),
+        dog.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let dets = v["detections"].as_array().unwrap();
@@ -141,7 +229,12 @@ fn detect_draws_the_detections_it_reports() {
     assert_eq!(drawn.dimensions(), photo.dimensions());
     // every reported box has its class colour on its left edge, mid-height
     for d in dets {
-        let b: Vec<f64> = d["box"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
+        let b: Vec<f64> = d["box"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect();
         let class = d["class"].as_u64().unwrap() as usize;
         let (x, y) = (b[0].floor() as u32, ((b[1] + b[3]) / 2.0) as u32);
         if x < drawn.width() && y < drawn.height() {
@@ -151,7 +244,14 @@ fn detect_draws_the_detections_it_reports() {
         }
     }
     // the raw export post-processed in Rust gives the same detections as the merged model
-    let (code, stdout2, err) = common::run(&["detect", src.to_str().unwrap(), dog.to_str().unwrap(), "-o", dir.path().join("raw.png").to_str().unwrap(), "--json"]);
+    let (code, stdout2, err) = common::run(&[
+        "detect",
+        src.to_str().unwrap(),
+        dog.to_str().unwrap(),
+        "-o",
+        dir.path().join("raw.png").to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(code, 0, "{err}");
     let v2: serde_json::Value = serde_json::from_str(&stdout2).unwrap();
     assert_eq!(v2["detections"].as_array().unwrap().len(), dets.len());
@@ -163,17 +263,35 @@ fn yolox_preprocessing_matches_the_official_input() {
     // ref input.npy was made by yolox.data.data_augment.preproc (cv2) from dog.jpg; different JPEG
     // decoders and cv2's fixed-point bilinear differ by a few grey levels, never more
     let img = postmerge::imageio::load_image(&common::shared().join("images/dog.jpg")).unwrap();
-    let (x, lb) = postmerge::imageio::preprocess(&img, postmerge::head::Family::YoloxRaw, 640, 640).unwrap();
-    let want = postmerge::npy::read_npy_file(common::shared().join("ref/yolox_nano_80c_640x640_op11/input.npy")).unwrap();
+    let (x, lb) =
+        postmerge::imageio::preprocess(&img, postmerge::head::Family::YoloxRaw, 640, 640).unwrap();
+    let want = postmerge::npy::read_npy_file(
+        common::shared().join("ref/yolox_nano_80c_640x640_op11/input.npy"),
+    )
+    .unwrap();
     let (a, b) = (x.to_f32(), want.to_f32());
-    let mean = a.iter().zip(&b).map(|(p, q)| (p - q).abs() as f64).sum::<f64>() / a.len() as f64;
+    let mean = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs() as f64)
+        .sum::<f64>()
+        / a.len() as f64;
     assert!(mean < 1.5, "mean |d| {mean}");
     assert!((lb.ratio - 0.8333333333333334).abs() < 1e-9, "{lb:?}");
     let img = postmerge::imageio::load_image(&common::shared().join("images/image1.jpg")).unwrap();
-    let (x, lb) = postmerge::imageio::preprocess(&img, postmerge::head::Family::GoldYolo, 640, 640).unwrap();
-    let want = postmerge::npy::read_npy_file(common::shared().join("ref/gold_yolo_n_80c_640x640_op13/input.npy")).unwrap();
+    let (x, lb) =
+        postmerge::imageio::preprocess(&img, postmerge::head::Family::GoldYolo, 640, 640).unwrap();
+    let want = postmerge::npy::read_npy_file(
+        common::shared().join("ref/gold_yolo_n_80c_640x640_op13/input.npy"),
+    )
+    .unwrap();
     let (a, b) = (x.to_f32(), want.to_f32());
-    let mean = a.iter().zip(&b).map(|(p, q)| (p - q).abs() as f64).sum::<f64>() / a.len() as f64;
+    let mean = a
+        .iter()
+        .zip(&b)
+        .map(|(p, q)| (p - q).abs() as f64)
+        .sum::<f64>()
+        / a.len() as f64;
     assert!(mean < 1.5 / 255.0, "mean |d| {mean}");
     assert_eq!((lb.pad_x, lb.pad_y), (0.0, 52.0));
 }

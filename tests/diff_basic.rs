@@ -33,20 +33,31 @@ fn io(d: &[postmerge::diff::IoChange]) -> Vec<(String, String, String)> {
     d.iter()
         .map(|c| {
             assert_eq!(c.kind, Kind::Changed, "{c:?}");
-            (c.name.clone(), c.old.as_ref().unwrap().to_string(), c.new.as_ref().unwrap().to_string())
+            (
+                c.name.clone(),
+                c.old.as_ref().unwrap().to_string(),
+                c.new.as_ref().unwrap().to_string(),
+            )
         })
         .collect()
 }
 
 fn assert_nothing_else(d: &GraphDiff) {
     assert!(d.header.is_empty(), "header: {:?}", d.header);
-    assert!(d.initializers.is_empty(), "no initializer may differ (same weights): {:?}", d.initializers);
+    assert!(
+        d.initializers.is_empty(),
+        "no initializer may differ (same weights): {:?}",
+        d.initializers
+    );
     assert!(d.value_info.is_empty(), "value_info: {:?}", d.value_info);
 }
 
 #[test]
 fn a_model_diffed_with_itself_is_empty() {
-    for name in ["gold_yolo_n_80c_640x640_op13.onnx", "yolox_nano_80c_640x640_op11.onnx"] {
+    for name in [
+        "gold_yolo_n_80c_640x640_op13.onnx",
+        "yolox_nano_80c_640x640_op11.onnx",
+    ] {
         let m = load(name);
         let d = diff(&m, &m).unwrap();
         assert!(d.is_empty(), "{name}:\n{}", render(&d));
@@ -58,10 +69,27 @@ fn a_model_diffed_with_itself_is_empty() {
 /// input `[1,3,H,W]` and output `[1,N,5+C]` shapes differ".
 #[test]
 fn yolox_nano_640_vs_128x160_differs_only_in_io_shapes() {
-    let (a, b) = (load("yolox_nano_80c_640x640_op11.onnx"), load("yolox_nano_80c_128x160_op11.onnx"));
+    let (a, b) = (
+        load("yolox_nano_80c_640x640_op11.onnx"),
+        load("yolox_nano_80c_128x160_op11.onnx"),
+    );
     let d = diff(&a, &b).unwrap();
-    assert_eq!(io(&d.inputs), [("images".into(), "f32[1,3,640,640]".into(), "f32[1,3,128,160]".into())]);
-    assert_eq!(io(&d.outputs), [("output".into(), "f32[1,8400,85]".into(), "f32[1,420,85]".into())]);
+    assert_eq!(
+        io(&d.inputs),
+        [(
+            "images".into(),
+            "f32[1,3,640,640]".into(),
+            "f32[1,3,128,160]".into()
+        )]
+    );
+    assert_eq!(
+        io(&d.outputs),
+        [(
+            "output".into(),
+            "f32[1,8400,85]".into(),
+            "f32[1,420,85]".into()
+        )]
+    );
     assert!(d.nodes.is_empty(), "{:?}", d.nodes);
     assert_nothing_else(&d);
     let text = render(&d);
@@ -71,7 +99,10 @@ fn yolox_nano_640_vs_128x160_differs_only_in_io_shapes() {
 /// MANIFEST "Gold-YOLO plain export (n, s, m; opset 13)": 20 nodes differ, all in `/neck`.
 #[test]
 fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants() {
-    let (a, b) = (load("gold_yolo_n_80c_640x640_op13.onnx"), load("gold_yolo_n_80c_128x160_op13.onnx"));
+    let (a, b) = (
+        load("gold_yolo_n_80c_640x640_op13.onnx"),
+        load("gold_yolo_n_80c_128x160_op13.onnx"),
+    );
     let t = Instant::now();
     let d = diff(&a, &b).unwrap();
     let elapsed = t.elapsed();
@@ -79,8 +110,22 @@ fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants()
     // Loose bound (the release build takes a few ms): guards against quadratic behaviour only.
     assert!(elapsed.as_secs_f64() < 5.0, "diff took {elapsed:?}");
 
-    assert_eq!(io(&d.inputs), [("images".into(), "f32[1,3,640,640]".into(), "f32[1,3,128,160]".into())]);
-    assert_eq!(io(&d.outputs), [("outputs".into(), "f32[1,8400,85]".into(), "f32[1,420,85]".into())]);
+    assert_eq!(
+        io(&d.inputs),
+        [(
+            "images".into(),
+            "f32[1,3,640,640]".into(),
+            "f32[1,3,128,160]".into()
+        )]
+    );
+    assert_eq!(
+        io(&d.outputs),
+        [(
+            "outputs".into(),
+            "f32[1,8400,85]".into(),
+            "f32[1,420,85]".into()
+        )]
+    );
     assert_nothing_else(&d);
     assert_eq!((d.summary.nodes.added, d.summary.nodes.removed), (0, 0));
 
@@ -88,13 +133,24 @@ fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants()
     let mut got: Vec<(String, String, String, String)> = Vec::new();
     for n in &d.nodes {
         assert_eq!(n.kind, Kind::Changed, "{n:?}");
-        assert!(n.key.starts_with("/neck/"), "only the neck is resolution-dependent: {}", n.key);
+        assert!(
+            n.key.starts_with("/neck/"),
+            "only the neck is resolution-dependent: {}",
+            n.key
+        );
         let (module, _) = n.key.rsplit_once('/').unwrap();
         for c in &n.changes {
             let what = if n.op == "Constant" {
                 assert_eq!(c.what, "value");
                 assert_eq!(n.used_by.len(), 1, "{n:?}");
-                format!("{} input", n.used_by[0].rsplit_once(" (").unwrap().1.trim_end_matches(')'))
+                format!(
+                    "{} input",
+                    n.used_by[0]
+                        .rsplit_once(" (")
+                        .unwrap()
+                        .1
+                        .trim_end_matches(')')
+                )
             } else {
                 format!("{} {}", n.op, c.what)
             };
@@ -103,7 +159,9 @@ fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants()
     }
     got.sort();
 
-    let s = |a: &str, b: &str, c: &str, d: &str| (a.to_string(), b.to_string(), c.to_string(), d.to_string());
+    let s = |a: &str, b: &str, c: &str, d: &str| {
+        (a.to_string(), b.to_string(), c.to_string(), d.to_string())
+    };
     let mut want = vec![
         // "`Resize` output sizes: ... `Constant[h, w]` differs: `low_FAM` [40,40]→[8,10],
         // `LAF_p4`/`Inject_p4` (x2) [40,40]→[8,10], `LAF_p3`/`Inject_p3` (x2) [80,80]→[16,20],
@@ -122,7 +180,12 @@ fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants()
         s("/neck/high_FAM", "AveragePool strides", "[8, 8]", "[8, 6]"),
         s("/neck/high_FAM", "AveragePool strides", "[4, 4]", "[4, 3]"),
         s("/neck/high_FAM", "AveragePool strides", "[2, 2]", "[2, 1]"),
-        s("/neck/high_FAM", "AveragePool kernel_shape", "[2, 2]", "[2, 3]"),
+        s(
+            "/neck/high_FAM",
+            "AveragePool kernel_shape",
+            "[2, 2]",
+            "[2, 3]",
+        ),
     ];
     // "attention `Reshape` shapes in the 2 `high_IFM` transformer blocks: [1,4,8,100]→[1,4,8,6]
     // (q and k), [1,4,16,100]→[1,4,16,6] (v), and back-to-map [1,64,10,10]→[1,64,2,3]".

@@ -21,7 +21,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use postmerge::graph::{cleanup, make_attr_i, make_attr_ints, make_attr_t, make_node};
-use postmerge::onnx::{tensor_proto::DataType, ModelProto, NodeProto, OperatorSetIdProto, TensorProto};
+use postmerge::onnx::{
+    tensor_proto::DataType, ModelProto, NodeProto, OperatorSetIdProto, TensorProto,
+};
 use postmerge::shape::{make_vi, Dim};
 use postmerge::tensor::{tensor_f32, tensor_i64};
 use prost::Message;
@@ -36,7 +38,8 @@ fn base_path() -> PathBuf {
 }
 
 fn base_bytes() -> Vec<u8> {
-    std::fs::read(base_path()).expect("../shared/models/yolox_nano_80c_128x160_op11.onnx (CI has ../shared)")
+    std::fs::read(base_path())
+        .expect("../shared/models/yolox_nano_80c_128x160_op11.onnx (CI has ../shared)")
 }
 
 fn base() -> ModelProto {
@@ -44,7 +47,10 @@ fn base() -> ModelProto {
 }
 
 fn goldlike() -> ModelProto {
-    ModelProto::decode(&std::fs::read(common::fixtures().join("goldlike_128x160.onnx")).unwrap()[..]).unwrap()
+    ModelProto::decode(
+        &std::fs::read(common::fixtures().join("goldlike_128x160.onnx")).unwrap()[..],
+    )
+    .unwrap()
 }
 
 /// A merged base model, made by the binary itself.
@@ -53,7 +59,12 @@ fn merged_bytes() -> Vec<u8> {
     CELL.get_or_init(|| {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("merged.onnx");
-        let (code, _, err) = common::run(&["merge", base_path().to_str().unwrap(), "-o", out.to_str().unwrap()]);
+        let (code, _, err) = common::run(&[
+            "merge",
+            base_path().to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+        ]);
         assert_eq!(code, 0, "{err}");
         std::fs::read(out).unwrap()
     })
@@ -81,11 +92,26 @@ impl Rng {
 }
 
 fn node_index(m: &ModelProto, op: &str, k: usize) -> usize {
-    m.graph.as_ref().unwrap().node.iter().enumerate().filter(|(_, n)| n.op_type() == op).nth(k).map(|(i, _)| i).unwrap()
+    m.graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type() == op)
+        .nth(k)
+        .map(|(i, _)| i)
+        .unwrap()
 }
 
 fn node_named<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut NodeProto {
-    m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.name() == name).unwrap_or_else(|| panic!("no node {name}"))
+    m.graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.name() == name)
+        .unwrap_or_else(|| panic!("no node {name}"))
 }
 
 /// Append a node that no output depends on: shape inference still visits it (resize, inspect).
@@ -120,8 +146,27 @@ enum Cmd {
     ResizeMulti(&'static str, &'static str),
 }
 
-const WRITING: [Cmd; 6] = [Cmd::Convert, Cmd::Merge, Cmd::Set, Cmd::Resize, Cmd::QuantPrep, Cmd::Detect];
-const ALL: [Cmd; 11] = [Cmd::Convert, Cmd::Merge, Cmd::Set, Cmd::Resize, Cmd::QuantPrep, Cmd::Inspect, Cmd::DiffA, Cmd::DiffB, Cmd::CheckOrig, Cmd::CheckMerged, Cmd::Detect];
+const WRITING: [Cmd; 6] = [
+    Cmd::Convert,
+    Cmd::Merge,
+    Cmd::Set,
+    Cmd::Resize,
+    Cmd::QuantPrep,
+    Cmd::Detect,
+];
+const ALL: [Cmd; 11] = [
+    Cmd::Convert,
+    Cmd::Merge,
+    Cmd::Set,
+    Cmd::Resize,
+    Cmd::QuantPrep,
+    Cmd::Inspect,
+    Cmd::DiffA,
+    Cmd::DiffB,
+    Cmd::CheckOrig,
+    Cmd::CheckMerged,
+    Cmd::Detect,
+];
 
 #[derive(Debug, Clone)]
 enum Expect {
@@ -157,7 +202,10 @@ fn weak(needles: &[&str], why: &'static str) -> Expect {
 /// What resize says when the head cannot be recognized: the output file and the reason, but not
 /// the input file (main.rs `run_jobs` does not wrap that error with the input's name).
 fn resize_weak(needles: &[&str]) -> Expect {
-    weak(needles, "resize: a head-recognition error names the output, not the input file")
+    weak(
+        needles,
+        "resize: a head-recognition error names the output, not the input file",
+    )
 }
 
 struct Case {
@@ -172,7 +220,13 @@ struct Case {
 }
 
 fn case(name: &str, bytes: Vec<u8>, expect: Vec<(Cmd, Expect)>) -> Case {
-    Case { name: name.to_string(), files: vec![(format!("{name}.onnx"), bytes)], expect, names_input: true, output: None }
+    Case {
+        name: name.to_string(),
+        files: vec![(format!("{name}.onnx"), bytes)],
+        expect,
+        names_input: true,
+        output: None,
+    }
 }
 
 fn every(cmds: &[Cmd], e: Expect) -> Vec<(Cmd, Expect)> {
@@ -183,7 +237,11 @@ fn every(cmds: &[Cmd], e: Expect) -> Vec<(Cmd, Expect)> {
 fn file_level_cases() -> Vec<Case> {
     let good = base_bytes();
     let not_model = refuse(&["not an ONNX model"]);
-    let mut v = vec![case("empty", vec![], every(&ALL, refuse(&["is empty (0 bytes)"])))];
+    let mut v = vec![case(
+        "empty",
+        vec![],
+        every(&ALL, refuse(&["is empty (0 bytes)"])),
+    )];
     // 50 truncation offsets across the file, plus the very first bytes
     let mut offsets: Vec<usize> = vec![1, 2, 3, 5, 8, 13, 21];
     offsets.extend((1..=43).map(|k| k * (good.len() - 1) / 44));
@@ -196,22 +254,45 @@ fn file_level_cases() -> Vec<Case> {
             skipped += 1;
             continue;
         }
-        v.push(case(&format!("truncated_{off:07}"), cut, every(&ALL, not_model.clone())));
+        v.push(case(
+            &format!("truncated_{off:07}"),
+            cut,
+            every(&ALL, not_model.clone()),
+        ));
     }
     assert!(skipped <= 2, "{skipped} truncations decode as models");
     // random bytes of several lengths (seeded)
     let mut r = Rng(0x00C0_FFEE_D00D_F00D);
-    for (k, len) in [1usize, 2, 7, 64, 1000, 4096, 65536, 300_000].into_iter().enumerate() {
+    for (k, len) in [1usize, 2, 7, 64, 1000, 4096, 65536, 300_000]
+        .into_iter()
+        .enumerate()
+    {
         let bytes: Vec<u8> = (0..len).map(|_| r.next() as u8).collect();
-        v.push(case(&format!("random_{k}_{len}"), bytes, every(&ALL, not_model.clone())));
+        v.push(case(
+            &format!("random_{k}_{len}"),
+            bytes,
+            every(&ALL, not_model.clone()),
+        ));
     }
     // a valid protobuf that is not a model: an encoded TensorProto, and a bare GraphProto
-    v.push(case("tensorproto", tensor_i64("t", &[2, 3], &[1, 2, 3, 4, 5, 6]).encode_to_vec(), every(&ALL, not_model.clone())));
-    v.push(case("graphproto", base().graph.unwrap().encode_to_vec(), every(&ALL, not_model.clone())));
+    v.push(case(
+        "tensorproto",
+        tensor_i64("t", &[2, 3], &[1, 2, 3, 4, 5, 6]).encode_to_vec(),
+        every(&ALL, not_model.clone()),
+    ));
+    v.push(case(
+        "graphproto",
+        base().graph.unwrap().encode_to_vec(),
+        every(&ALL, not_model.clone()),
+    ));
     // a model of a newer IR version than the vendored schema
     let mut m = base();
     m.ir_version = Some(99);
-    v.push(case("ir_version_99", enc(&m), every(&ALL, refuse(&["IR version 99"]))));
+    v.push(case(
+        "ir_version_99",
+        enc(&m),
+        every(&ALL, refuse(&["IR version 99"])),
+    ));
     v
 }
 
@@ -223,7 +304,14 @@ fn bitflip_cases() -> Vec<Case> {
     let m = base();
     let g = m.graph.as_ref().unwrap();
     let nodes_len: usize = g.node.iter().map(|n| n.encoded_len() + 4).sum::<usize>() + 64;
-    let io_len: usize = g.input.iter().chain(&g.output).chain(&g.value_info).map(|v| v.encoded_len() + 4).sum::<usize>() + 64;
+    let io_len: usize = g
+        .input
+        .iter()
+        .chain(&g.output)
+        .chain(&g.value_info)
+        .map(|v| v.encoded_len() + 4)
+        .sum::<usize>()
+        + 64;
     let mut r = Rng(0x0B17_F11E_5EED_0001);
     let mut v = Vec::new();
     for k in 0..30 {
@@ -237,11 +325,14 @@ fn bitflip_cases() -> Vec<Case> {
             };
             b[pos] ^= 1 << r.below(8);
         }
-        v.push(case(&format!("bitflip_{k:02}"), b, every(&ALL, Expect::Either)));
+        v.push(case(
+            &format!("bitflip_{k:02}"),
+            b,
+            every(&ALL, Expect::Either),
+        ));
     }
     v
 }
-
 
 /// inspect.rs sums `numel * dtype_size` of the initializers in u64 without checks.
 fn inspect_param_bug() -> Expect {
@@ -253,7 +344,16 @@ fn inspect_param_bug() -> Expect {
 fn graph_cases() -> Vec<Case> {
     use Cmd::*;
     let mut v = Vec::new();
-    let readers = |e: Expect| vec![(Convert, Expect::Accept), (Inspect, Expect::Accept), (DiffA, Expect::Accept), (DiffB, Expect::Accept), (Merge, e.clone()), (Resize, e)];
+    let readers = |e: Expect| {
+        vec![
+            (Convert, Expect::Accept),
+            (Inspect, Expect::Accept),
+            (DiffA, Expect::Accept),
+            (DiffB, Expect::Accept),
+            (Merge, e.clone()),
+            (Resize, e),
+        ]
+    };
 
     // a node reading a tensor nothing defines
     let mut m = base();
@@ -282,13 +382,21 @@ fn graph_cases() -> Vec<Case> {
     let g = m.graph.as_mut().unwrap();
     let name = g.node[i].name().to_string();
     g.node[i].input[0] = g.node[i].output[0].clone();
-    v.push(case("self_loop", enc(&m), readers(refuse(&["cycle", &name]))));
+    v.push(case(
+        "self_loop",
+        enc(&m),
+        readers(refuse(&["cycle", &name])),
+    ));
 
     // AveragePool without kernel_shape (Gold-YOLO-like fixture)
     let mut m = goldlike();
     let n = node_named(&mut m, "/neck/low_FAM/AveragePool");
     n.attribute.retain(|a| a.name() != "kernel_shape");
-    let mut e = readers(refuse(&["/neck/low_FAM/AveragePool", "AveragePool", "kernel_shape"]));
+    let mut e = readers(refuse(&[
+        "/neck/low_FAM/AveragePool",
+        "AveragePool",
+        "kernel_shape",
+    ]));
     e[4] = (Merge, gap(&["/neck/low_FAM/AveragePool", "kernel_shape"]));
     v.push(case("avgpool_no_kernel_shape", enc(&m), e));
 
@@ -303,8 +411,13 @@ fn graph_cases() -> Vec<Case> {
     // a float Reshape shape
     let mut m = base();
     let g = m.graph.as_mut().unwrap();
-    g.initializer.push(tensor_f32("float_shape", &[3], &[1.0, 85.0, -1.0]));
-    g.node.iter_mut().find(|n| n.name() == "/head/Reshape").unwrap().input[1] = "float_shape".into();
+    g.initializer
+        .push(tensor_f32("float_shape", &[3], &[1.0, 85.0, -1.0]));
+    g.node
+        .iter_mut()
+        .find(|n| n.name() == "/head/Reshape")
+        .unwrap()
+        .input[1] = "float_shape".into();
     let mut e = readers(refuse(&["/head/Reshape", "Reshape"]));
     e[4] = (Merge, gap(&["/head/Reshape", "float_shape"]));
     v.push(case("reshape_float_shape", enc(&m), e));
@@ -312,8 +425,16 @@ fn graph_cases() -> Vec<Case> {
     // a Reshape shape whose element count overflows (1e12 x 1e12)
     let mut m = base();
     let g = m.graph.as_mut().unwrap();
-    g.initializer.push(tensor_i64("huge_shape", &[4], &[1, 85, 1_000_000_000_000, 1_000_000_000_000]));
-    g.node.iter_mut().find(|n| n.name() == "/head/Reshape").unwrap().input[1] = "huge_shape".into();
+    g.initializer.push(tensor_i64(
+        "huge_shape",
+        &[4],
+        &[1, 85, 1_000_000_000_000, 1_000_000_000_000],
+    ));
+    g.node
+        .iter_mut()
+        .find(|n| n.name() == "/head/Reshape")
+        .unwrap()
+        .input[1] = "huge_shape".into();
     let mut e = readers(refuse(&["/head/Reshape", "Reshape"]));
     e[4] = (Merge, gap(&["/head/Reshape", "huge_shape"]));
     v.push(case("reshape_huge_shape", enc(&m), e));
@@ -321,7 +442,16 @@ fn graph_cases() -> Vec<Case> {
     // huge declared input dims (1e12): no head can match, no arithmetic may overflow
     let mut m = base();
     let g = m.graph.as_mut().unwrap();
-    g.input[0] = make_vi("images", DataType::Float as i32, &[Dim::Known(1), Dim::Known(3), Dim::Known(1_000_000_000_000), Dim::Known(1_000_000_000_000)]);
+    g.input[0] = make_vi(
+        "images",
+        DataType::Float as i32,
+        &[
+            Dim::Known(1),
+            Dim::Known(3),
+            Dim::Known(1_000_000_000_000),
+            Dim::Known(1_000_000_000_000),
+        ],
+    );
     let mut e = readers(refuse(&["images", "1000000000000"]));
     e[5] = (Resize, resize_weak(&["images", "1000000000000"]));
     e.push((CheckOrig, refuse(&["images", "1000000000000"])));
@@ -333,8 +463,21 @@ fn graph_cases() -> Vec<Case> {
     let g = m.graph.as_mut().unwrap();
     let side = 65536i64;
     let n: i64 = [8, 16, 32].iter().map(|s| (side / s) * (side / s)).sum();
-    g.input[0] = make_vi("images", DataType::Float as i32, &[Dim::Known(1), Dim::Known(3), Dim::Known(side), Dim::Known(side)]);
-    g.output[0] = make_vi("output", DataType::Float as i32, &[Dim::Known(1), Dim::Known(n), Dim::Known(85)]);
+    g.input[0] = make_vi(
+        "images",
+        DataType::Float as i32,
+        &[
+            Dim::Known(1),
+            Dim::Known(3),
+            Dim::Known(side),
+            Dim::Known(side),
+        ],
+    );
+    g.output[0] = make_vi(
+        "output",
+        DataType::Float as i32,
+        &[Dim::Known(1), Dim::Known(n), Dim::Known(85)],
+    );
     let mut e = readers(refuse(&["images", "65536"]));
     e[5] = (Resize, resize_weak(&["images", "65536"]));
     e.push((CheckOrig, refuse(&["images", "65536"])));
@@ -343,40 +486,391 @@ fn graph_cases() -> Vec<Case> {
 
     // an initializer whose dims say 2^31 x 2^31 floats (16 EiB) with 4 bytes of data
     let mut m = base();
-    m.graph.as_mut().unwrap().initializer.push(TensorProto { name: Some("huge_init".into()), dims: vec![1 << 31, 1 << 31], data_type: Some(DataType::Float as i32), raw_data: Some(bytes::Bytes::from_static(&[0, 0, 0, 0])), ..Default::default() });
-    v.push(case("huge_initializer_dims", enc(&m), vec![(Convert, Expect::Accept), (Inspect, inspect_param_bug()), (DiffA, Expect::Accept), (Merge, Expect::Accept), (Resize, Expect::Accept)]));
+    m.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("huge_init".into()),
+        dims: vec![1 << 31, 1 << 31],
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(bytes::Bytes::from_static(&[0, 0, 0, 0])),
+        ..Default::default()
+    });
+    v.push(case(
+        "huge_initializer_dims",
+        enc(&m),
+        vec![
+            (Convert, Expect::Accept),
+            (Inspect, inspect_param_bug()),
+            (DiffA, Expect::Accept),
+            (Merge, Expect::Accept),
+            (Resize, Expect::Accept),
+        ],
+    ));
 
     // shape-computing nodes with hostile operands (dead: only shape inference sees them — resize
     // must name them, inspect must survive them)
     let dead = |inits: Vec<TensorProto>, nodes: Vec<NodeProto>| with_dead(base(), inits, nodes);
     let i64s = |name: &str, v: &[i64]| tensor_i64(name, &[v.len() as i64], v);
     let dead_cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("range_2pow62", dead(vec![tensor_i64("r0", &[], &[0]), tensor_i64("r1", &[], &[1 << 62]), tensor_i64("rd", &[], &[1])], vec![make_node("Range", "bad_range", &["r0", "r1", "rd"], &["range_out"], vec![])]), "bad_range"),
-        ("range_empty_operand", dead(vec![tensor_i64("e0", &[0], &[]), tensor_i64("r1", &[], &[5]), tensor_i64("rd", &[], &[1])], vec![make_node("Range", "bad_range", &["e0", "r1", "rd"], &["range_out"], vec![])]), "bad_range"),
-        ("constantofshape_1e12_squared", dead(vec![i64s("cs", &[1_000_000_000_000, 1_000_000_000_000])], vec![make_node("ConstantOfShape", "bad_cos", &["cs"], &["cos_out"], vec![make_attr_t("value", tensor_f32("", &[1], &[1.0]))]), make_node("Shape", "bad_cos_shape", &["cos_out"], &["cos_shape"], vec![])]), "bad_cos"),
-        ("split_without_outputs", dead(vec![], vec![make_node("Split", "bad_split", &["images"], &[], vec![make_attr_i("axis", 1)])]), "bad_split"),
-        ("concat_without_inputs", dead(vec![], vec![make_node("Concat", "bad_concat", &[], &["concat_out"], vec![make_attr_i("axis", 0)])]), "bad_concat"),
-        ("conv_rank1_weight", dead(vec![tensor_f32("w1", &[3], &[1.0, 2.0, 3.0])], vec![make_node("Conv", "bad_conv", &["images", "w1"], &["conv_out"], vec![])]), "bad_conv"),
-        ("nms_without_outputs", dead(vec![], vec![make_node("NonMaxSuppression", "bad_nms", &["images", "images"], &[], vec![])]), "bad_nms"),
-        ("reshape_without_outputs", dead(vec![i64s("rs", &[1, -1])], vec![make_node("Reshape", "bad_reshape", &["images", "rs"], &[], vec![])]), "bad_reshape"),
-        ("div_i64_min_by_minus_one", dead(vec![i64s("dmin", &[i64::MIN]), i64s("dm1", &[-1])], vec![make_node("Div", "bad_div", &["dmin", "dm1"], &["div_out"], vec![])]), "bad_div"),
-        ("mul_overflow", dead(vec![i64s("m0", &[1 << 62]), i64s("m1", &[8])], vec![make_node("Mul", "bad_mul", &["m0", "m1"], &["mul_out"], vec![])]), "bad_mul"),
-        ("slice_step_i64_min", dead(vec![i64s("sd", &[1, 2, 3, 4, 5]), i64s("s0", &[-1]), i64s("s1", &[i64::MIN]), i64s("sa", &[0]), i64s("ss", &[i64::MIN])], vec![make_node("Slice", "bad_slice", &["sd", "s0", "s1", "sa", "ss"], &["slice_out"], vec![])]), "bad_slice"),
-        ("slice_starts_i64_min", dead(vec![i64s("sd", &[1, 2, 3, 4, 5]), i64s("s0", &[i64::MIN]), i64s("s1", &[i64::MAX]), i64s("sa", &[0]), i64s("ss", &[i64::MAX])], vec![make_node("Slice", "bad_slice", &["sd", "s0", "s1", "sa", "ss"], &["slice_out"], vec![])]), "bad_slice"),
-        ("tile_overflow", dead(vec![TensorProto { name: Some("tx".into()), dims: vec![1 << 40], data_type: Some(DataType::Float as i32), ..Default::default() }, i64s("tr", &[1 << 40])], vec![make_node("Tile", "bad_tile", &["tx", "tr"], &["tile_out"], vec![])]), "bad_tile"),
-        ("maxpool_kernel_i64_max", dead(vec![], vec![make_node("MaxPool", "bad_pool", &["images"], &["pool_out"], vec![make_attr_ints("kernel_shape", &[i64::MAX, i64::MAX]), make_attr_ints("strides", &[1, 1])])]), "bad_pool"),
-        ("maxpool_pads_i64_max", dead(vec![], vec![make_node("MaxPool", "bad_pool", &["images"], &["pool_out"], vec![make_attr_ints("kernel_shape", &[3, 3]), make_attr_ints("pads", &[i64::MAX, i64::MAX, i64::MAX, i64::MAX])])]), "bad_pool"),
-        ("conv_auto_pad_stride_i64_max", dead(vec![], vec![make_node("Conv", "bad_conv", &["images", "images"], &["conv_out"], vec![make_attr_ints("strides", &[i64::MAX, i64::MAX]), postmerge::onnx::AttributeProto { name: Some("auto_pad".into()), s: Some(bytes::Bytes::from_static(b"SAME_UPPER")), r#type: Some(3), ..Default::default() }])]), "bad_conv"),
-        ("concat_dims_overflow", dead(vec![TensorProto { name: Some("c0".into()), dims: vec![i64::MAX], data_type: Some(DataType::Float as i32), ..Default::default() }], vec![make_node("Concat", "bad_concat", &["c0", "c0"], &["concat_out"], vec![make_attr_i("axis", 0)])]), "bad_concat"),
-        ("expand_huge", dead(vec![i64s("ex", &[1]), i64s("es", &[1 << 40, 1 << 40])], vec![make_node("Expand", "bad_expand", &["ex", "es"], &["expand_out"], vec![])]), "bad_expand"),
-        ("unsqueeze_axis_i64_min", dead(vec![], vec![make_node("Unsqueeze", "bad_unsqueeze", &["images"], &["unsq_out"], vec![make_attr_ints("axes", &[i64::MIN])])]), "bad_unsqueeze"),
-        ("flatten_axis_i64_min", dead(vec![], vec![make_node("Flatten", "bad_flatten", &["images"], &["flat_out"], vec![make_attr_i("axis", i64::MIN)])]), "bad_flatten"),
-        ("gather_index_i64_min", dead(vec![i64s("gd", &[1, 2, 3]), i64s("gi", &[i64::MIN])], vec![make_node("Gather", "bad_gather", &["gd", "gi"], &["gather_out"], vec![])]), "bad_gather"),
+        (
+            "range_2pow62",
+            dead(
+                vec![
+                    tensor_i64("r0", &[], &[0]),
+                    tensor_i64("r1", &[], &[1 << 62]),
+                    tensor_i64("rd", &[], &[1]),
+                ],
+                vec![make_node(
+                    "Range",
+                    "bad_range",
+                    &["r0", "r1", "rd"],
+                    &["range_out"],
+                    vec![],
+                )],
+            ),
+            "bad_range",
+        ),
+        (
+            "range_empty_operand",
+            dead(
+                vec![
+                    tensor_i64("e0", &[0], &[]),
+                    tensor_i64("r1", &[], &[5]),
+                    tensor_i64("rd", &[], &[1]),
+                ],
+                vec![make_node(
+                    "Range",
+                    "bad_range",
+                    &["e0", "r1", "rd"],
+                    &["range_out"],
+                    vec![],
+                )],
+            ),
+            "bad_range",
+        ),
+        (
+            "constantofshape_1e12_squared",
+            dead(
+                vec![i64s("cs", &[1_000_000_000_000, 1_000_000_000_000])],
+                vec![
+                    make_node(
+                        "ConstantOfShape",
+                        "bad_cos",
+                        &["cs"],
+                        &["cos_out"],
+                        vec![make_attr_t("value", tensor_f32("", &[1], &[1.0]))],
+                    ),
+                    make_node(
+                        "Shape",
+                        "bad_cos_shape",
+                        &["cos_out"],
+                        &["cos_shape"],
+                        vec![],
+                    ),
+                ],
+            ),
+            "bad_cos",
+        ),
+        (
+            "split_without_outputs",
+            dead(
+                vec![],
+                vec![make_node(
+                    "Split",
+                    "bad_split",
+                    &["images"],
+                    &[],
+                    vec![make_attr_i("axis", 1)],
+                )],
+            ),
+            "bad_split",
+        ),
+        (
+            "concat_without_inputs",
+            dead(
+                vec![],
+                vec![make_node(
+                    "Concat",
+                    "bad_concat",
+                    &[],
+                    &["concat_out"],
+                    vec![make_attr_i("axis", 0)],
+                )],
+            ),
+            "bad_concat",
+        ),
+        (
+            "conv_rank1_weight",
+            dead(
+                vec![tensor_f32("w1", &[3], &[1.0, 2.0, 3.0])],
+                vec![make_node(
+                    "Conv",
+                    "bad_conv",
+                    &["images", "w1"],
+                    &["conv_out"],
+                    vec![],
+                )],
+            ),
+            "bad_conv",
+        ),
+        (
+            "nms_without_outputs",
+            dead(
+                vec![],
+                vec![make_node(
+                    "NonMaxSuppression",
+                    "bad_nms",
+                    &["images", "images"],
+                    &[],
+                    vec![],
+                )],
+            ),
+            "bad_nms",
+        ),
+        (
+            "reshape_without_outputs",
+            dead(
+                vec![i64s("rs", &[1, -1])],
+                vec![make_node(
+                    "Reshape",
+                    "bad_reshape",
+                    &["images", "rs"],
+                    &[],
+                    vec![],
+                )],
+            ),
+            "bad_reshape",
+        ),
+        (
+            "div_i64_min_by_minus_one",
+            dead(
+                vec![i64s("dmin", &[i64::MIN]), i64s("dm1", &[-1])],
+                vec![make_node(
+                    "Div",
+                    "bad_div",
+                    &["dmin", "dm1"],
+                    &["div_out"],
+                    vec![],
+                )],
+            ),
+            "bad_div",
+        ),
+        (
+            "mul_overflow",
+            dead(
+                vec![i64s("m0", &[1 << 62]), i64s("m1", &[8])],
+                vec![make_node(
+                    "Mul",
+                    "bad_mul",
+                    &["m0", "m1"],
+                    &["mul_out"],
+                    vec![],
+                )],
+            ),
+            "bad_mul",
+        ),
+        (
+            "slice_step_i64_min",
+            dead(
+                vec![
+                    i64s("sd", &[1, 2, 3, 4, 5]),
+                    i64s("s0", &[-1]),
+                    i64s("s1", &[i64::MIN]),
+                    i64s("sa", &[0]),
+                    i64s("ss", &[i64::MIN]),
+                ],
+                vec![make_node(
+                    "Slice",
+                    "bad_slice",
+                    &["sd", "s0", "s1", "sa", "ss"],
+                    &["slice_out"],
+                    vec![],
+                )],
+            ),
+            "bad_slice",
+        ),
+        (
+            "slice_starts_i64_min",
+            dead(
+                vec![
+                    i64s("sd", &[1, 2, 3, 4, 5]),
+                    i64s("s0", &[i64::MIN]),
+                    i64s("s1", &[i64::MAX]),
+                    i64s("sa", &[0]),
+                    i64s("ss", &[i64::MAX]),
+                ],
+                vec![make_node(
+                    "Slice",
+                    "bad_slice",
+                    &["sd", "s0", "s1", "sa", "ss"],
+                    &["slice_out"],
+                    vec![],
+                )],
+            ),
+            "bad_slice",
+        ),
+        (
+            "tile_overflow",
+            dead(
+                vec![
+                    TensorProto {
+                        name: Some("tx".into()),
+                        dims: vec![1 << 40],
+                        data_type: Some(DataType::Float as i32),
+                        ..Default::default()
+                    },
+                    i64s("tr", &[1 << 40]),
+                ],
+                vec![make_node(
+                    "Tile",
+                    "bad_tile",
+                    &["tx", "tr"],
+                    &["tile_out"],
+                    vec![],
+                )],
+            ),
+            "bad_tile",
+        ),
+        (
+            "maxpool_kernel_i64_max",
+            dead(
+                vec![],
+                vec![make_node(
+                    "MaxPool",
+                    "bad_pool",
+                    &["images"],
+                    &["pool_out"],
+                    vec![
+                        make_attr_ints("kernel_shape", &[i64::MAX, i64::MAX]),
+                        make_attr_ints("strides", &[1, 1]),
+                    ],
+                )],
+            ),
+            "bad_pool",
+        ),
+        (
+            "maxpool_pads_i64_max",
+            dead(
+                vec![],
+                vec![make_node(
+                    "MaxPool",
+                    "bad_pool",
+                    &["images"],
+                    &["pool_out"],
+                    vec![
+                        make_attr_ints("kernel_shape", &[3, 3]),
+                        make_attr_ints("pads", &[i64::MAX, i64::MAX, i64::MAX, i64::MAX]),
+                    ],
+                )],
+            ),
+            "bad_pool",
+        ),
+        (
+            "conv_auto_pad_stride_i64_max",
+            dead(
+                vec![],
+                vec![make_node(
+                    "Conv",
+                    "bad_conv",
+                    &["images", "images"],
+                    &["conv_out"],
+                    vec![
+                        make_attr_ints("strides", &[i64::MAX, i64::MAX]),
+                        postmerge::onnx::AttributeProto {
+                            name: Some("auto_pad".into()),
+                            s: Some(bytes::Bytes::from_static(b"SAME_UPPER")),
+                            r#type: Some(3),
+                            ..Default::default()
+                        },
+                    ],
+                )],
+            ),
+            "bad_conv",
+        ),
+        (
+            "concat_dims_overflow",
+            dead(
+                vec![TensorProto {
+                    name: Some("c0".into()),
+                    dims: vec![i64::MAX],
+                    data_type: Some(DataType::Float as i32),
+                    ..Default::default()
+                }],
+                vec![make_node(
+                    "Concat",
+                    "bad_concat",
+                    &["c0", "c0"],
+                    &["concat_out"],
+                    vec![make_attr_i("axis", 0)],
+                )],
+            ),
+            "bad_concat",
+        ),
+        (
+            "expand_huge",
+            dead(
+                vec![i64s("ex", &[1]), i64s("es", &[1 << 40, 1 << 40])],
+                vec![make_node(
+                    "Expand",
+                    "bad_expand",
+                    &["ex", "es"],
+                    &["expand_out"],
+                    vec![],
+                )],
+            ),
+            "bad_expand",
+        ),
+        (
+            "unsqueeze_axis_i64_min",
+            dead(
+                vec![],
+                vec![make_node(
+                    "Unsqueeze",
+                    "bad_unsqueeze",
+                    &["images"],
+                    &["unsq_out"],
+                    vec![make_attr_ints("axes", &[i64::MIN])],
+                )],
+            ),
+            "bad_unsqueeze",
+        ),
+        (
+            "flatten_axis_i64_min",
+            dead(
+                vec![],
+                vec![make_node(
+                    "Flatten",
+                    "bad_flatten",
+                    &["images"],
+                    &["flat_out"],
+                    vec![make_attr_i("axis", i64::MIN)],
+                )],
+            ),
+            "bad_flatten",
+        ),
+        (
+            "gather_index_i64_min",
+            dead(
+                vec![i64s("gd", &[1, 2, 3]), i64s("gi", &[i64::MIN])],
+                vec![make_node(
+                    "Gather",
+                    "bad_gather",
+                    &["gd", "gi"],
+                    &["gather_out"],
+                    vec![],
+                )],
+            ),
+            "bad_gather",
+        ),
     ];
     for (name, bytes, node) in dead_cases {
         // dead nodes do not change what merge appends; resize infers every node and must refuse
         // (or, when the op is well-defined, pass it through); inspect must report and survive
-        let mut e = vec![(Inspect, Expect::Accept), (Convert, Expect::Accept), (Merge, Expect::Accept), (Resize, Expect::Either), (DiffB, Expect::Accept)];
+        let mut e = vec![
+            (Inspect, Expect::Accept),
+            (Convert, Expect::Accept),
+            (Merge, Expect::Accept),
+            (Resize, Expect::Either),
+            (DiffB, Expect::Accept),
+        ];
         match name {
             // an initializer of i64::MAX floats: inspect's parameter byte count overflows
             "concat_dims_overflow" => e[0] = (Inspect, inspect_param_bug()),
@@ -393,66 +887,183 @@ fn graph_cases() -> Vec<Case> {
     // a classifier: no detection head
     let mut m = base();
     let g = m.graph.as_mut().unwrap();
-    let conv = g.node.iter().filter(|n| n.op_type() == "Conv").nth(40).unwrap().clone();
-    let ch = g.initializer.iter().find(|t| t.name() == conv.input[1]).unwrap().dims[0];
-    g.node.push(make_node("GlobalAveragePool", "cls/gap", &[&conv.output[0]], &["cls/pooled"], vec![]));
-    g.node.push(make_node("Flatten", "cls/flatten", &["cls/pooled"], &["logits"], vec![make_attr_i("axis", 1)]));
-    g.output = vec![make_vi("logits", DataType::Float as i32, &[Dim::Known(1), Dim::Known(ch)])];
+    let conv = g
+        .node
+        .iter()
+        .filter(|n| n.op_type() == "Conv")
+        .nth(40)
+        .unwrap()
+        .clone();
+    let ch = g
+        .initializer
+        .iter()
+        .find(|t| t.name() == conv.input[1])
+        .unwrap()
+        .dims[0];
+    g.node.push(make_node(
+        "GlobalAveragePool",
+        "cls/gap",
+        &[&conv.output[0]],
+        &["cls/pooled"],
+        vec![],
+    ));
+    g.node.push(make_node(
+        "Flatten",
+        "cls/flatten",
+        &["cls/pooled"],
+        &["logits"],
+        vec![make_attr_i("axis", 1)],
+    ));
+    g.output = vec![make_vi(
+        "logits",
+        DataType::Float as i32,
+        &[Dim::Known(1), Dim::Known(ch)],
+    )];
     cleanup(g);
-    v.push(case("classifier", enc(&m), vec![
-        (Convert, Expect::Accept), (Inspect, Expect::Accept), (DiffA, Expect::Accept),
-        (Merge, refuse(&["no detection head", "logits"])), (Resize, resize_weak(&["no detection head", "logits"])),
-        (Set, refuse(&["no NonMaxSuppression"])), (CheckOrig, refuse(&["no detection head"])), (Detect, refuse(&["no detection head"])),
-    ]));
+    v.push(case(
+        "classifier",
+        enc(&m),
+        vec![
+            (Convert, Expect::Accept),
+            (Inspect, Expect::Accept),
+            (DiffA, Expect::Accept),
+            (Merge, refuse(&["no detection head", "logits"])),
+            (Resize, resize_weak(&["no detection head", "logits"])),
+            (Set, refuse(&["no NonMaxSuppression"])),
+            (CheckOrig, refuse(&["no detection head"])),
+            (Detect, refuse(&["no detection head"])),
+        ],
+    ));
 
     // a head whose N does not match the strides
     let mut m = base();
-    m.graph.as_mut().unwrap().output[0] = make_vi("output", DataType::Float as i32, &[Dim::Known(1), Dim::Known(419), Dim::Known(85)]);
-    v.push(case("head_n_mismatch", enc(&m), vec![
-        (Inspect, Expect::Accept), (Merge, refuse(&["no detection head", "420", "[1,419,85]"])), (Resize, resize_weak(&["no detection head", "419"])),
-        (CheckOrig, refuse(&["no detection head"])), (Detect, refuse(&["no detection head"])),
-    ]));
+    m.graph.as_mut().unwrap().output[0] = make_vi(
+        "output",
+        DataType::Float as i32,
+        &[Dim::Known(1), Dim::Known(419), Dim::Known(85)],
+    );
+    v.push(case(
+        "head_n_mismatch",
+        enc(&m),
+        vec![
+            (Inspect, Expect::Accept),
+            (Merge, refuse(&["no detection head", "420", "[1,419,85]"])),
+            (Resize, resize_weak(&["no detection head", "419"])),
+            (CheckOrig, refuse(&["no detection head"])),
+            (Detect, refuse(&["no detection head"])),
+        ],
+    ));
 
     // a YOLOv8-style [B, 4+C, N] head
     let mut m = base();
-    m.graph.as_mut().unwrap().output[0] = make_vi("output", DataType::Float as i32, &[Dim::Known(1), Dim::Known(85), Dim::Known(420)]);
-    v.push(case("head_transposed_v8_style", enc(&m), vec![(Inspect, Expect::Accept), (Merge, refuse(&["YOLOv8", "output"])), (Resize, resize_weak(&["YOLOv8"]))]));
+    m.graph.as_mut().unwrap().output[0] = make_vi(
+        "output",
+        DataType::Float as i32,
+        &[Dim::Known(1), Dim::Known(85), Dim::Known(420)],
+    );
+    v.push(case(
+        "head_transposed_v8_style",
+        enc(&m),
+        vec![
+            (Inspect, Expect::Accept),
+            (Merge, refuse(&["YOLOv8", "output"])),
+            (Resize, resize_weak(&["YOLOv8"])),
+        ],
+    ));
 
     // already merged
     let merged = merged_bytes();
-    v.push(case("already_merged", merged.clone(), vec![
-        (Convert, Expect::Accept), (Inspect, Expect::Accept), (DiffB, Expect::Accept), (Set, Expect::Accept), (CheckMerged, Expect::Accept),
-        (Merge, refuse(&["already merged", "main01_nonmaxsuppression11"])), (Resize, refuse(&["un-merged"])), (CheckOrig, refuse(&["un-merged"])),
-    ]));
+    v.push(case(
+        "already_merged",
+        merged.clone(),
+        vec![
+            (Convert, Expect::Accept),
+            (Inspect, Expect::Accept),
+            (DiffB, Expect::Accept),
+            (Set, Expect::Accept),
+            (CheckMerged, Expect::Accept),
+            (
+                Merge,
+                refuse(&["already merged", "main01_nonmaxsuppression11"]),
+            ),
+            (Resize, refuse(&["un-merged"])),
+            (CheckOrig, refuse(&["un-merged"])),
+        ],
+    ));
 
     // an int64 score threshold in a merged model (ONNX NMS takes float)
     let mut m = ModelProto::decode(&merged[..]).unwrap();
     let g = m.graph.as_mut().unwrap();
-    let t = g.initializer.iter_mut().find(|t| t.name() == "main01_score_threshold").unwrap();
+    let t = g
+        .initializer
+        .iter_mut()
+        .find(|t| t.name() == "main01_score_threshold")
+        .unwrap();
     *t = tensor_i64("main01_score_threshold", &[1], &[0]);
-    v.push(case("int_score_threshold", enc(&m), vec![
-        (Inspect, Expect::Accept), (Merge, refuse(&["already merged"])),
-        (Set, gap(&["main01_score_threshold", "i64"])), (CheckMerged, refuse(&["main01_nonmaxsuppression11"])),
-    ]));
+    v.push(case(
+        "int_score_threshold",
+        enc(&m),
+        vec![
+            (Inspect, Expect::Accept),
+            (Merge, refuse(&["already merged"])),
+            (Set, gap(&["main01_score_threshold", "i64"])),
+            (CheckMerged, refuse(&["main01_nonmaxsuppression11"])),
+        ],
+    ));
 
     // a TensorRT plugin graph
     let mut m = base();
-    m.opset_import.push(OperatorSetIdProto { domain: Some("TRT".into()), version: Some(1) });
+    m.opset_import.push(OperatorSetIdProto {
+        domain: Some("TRT".into()),
+        version: Some(1),
+    });
     let g = m.graph.as_mut().unwrap();
-    let mut trt = make_node("EfficientNMS_TRT", "trt_nms", &["output", "output"], &["num_dets", "det_boxes", "det_scores", "det_classes"], vec![make_attr_i("max_output_boxes", 100)]);
+    let mut trt = make_node(
+        "EfficientNMS_TRT",
+        "trt_nms",
+        &["output", "output"],
+        &["num_dets", "det_boxes", "det_scores", "det_classes"],
+        vec![make_attr_i("max_output_boxes", 100)],
+    );
     trt.domain = Some("TRT".into());
     g.node.push(trt);
     g.output = vec![
-        make_vi("num_dets", DataType::Int32 as i32, &[Dim::Known(1), Dim::Known(1)]),
-        make_vi("det_boxes", DataType::Float as i32, &[Dim::Known(1), Dim::Known(100), Dim::Known(4)]),
-        make_vi("det_scores", DataType::Float as i32, &[Dim::Known(1), Dim::Known(100)]),
-        make_vi("det_classes", DataType::Int32 as i32, &[Dim::Known(1), Dim::Known(100)]),
+        make_vi(
+            "num_dets",
+            DataType::Int32 as i32,
+            &[Dim::Known(1), Dim::Known(1)],
+        ),
+        make_vi(
+            "det_boxes",
+            DataType::Float as i32,
+            &[Dim::Known(1), Dim::Known(100), Dim::Known(4)],
+        ),
+        make_vi(
+            "det_scores",
+            DataType::Float as i32,
+            &[Dim::Known(1), Dim::Known(100)],
+        ),
+        make_vi(
+            "det_classes",
+            DataType::Int32 as i32,
+            &[Dim::Known(1), Dim::Known(100)],
+        ),
     ];
-    v.push(case("tensorrt_plugin", enc(&m), vec![
-        (Convert, Expect::Accept), (Inspect, Expect::Accept), (DiffA, Expect::Accept),
-        (Merge, refuse(&["EfficientNMS_TRT", "TensorRT"])), (Resize, refuse(&["TensorRT"])), (Set, refuse(&["EfficientNMS_TRT"])),
-        (CheckOrig, refuse(&["TensorRT"])), (CheckMerged, refuse(&["no NonMaxSuppression"])), (Detect, refuse(&["TensorRT"])),
-    ]));
+    v.push(case(
+        "tensorrt_plugin",
+        enc(&m),
+        vec![
+            (Convert, Expect::Accept),
+            (Inspect, Expect::Accept),
+            (DiffA, Expect::Accept),
+            (Merge, refuse(&["EfficientNMS_TRT", "TensorRT"])),
+            (Resize, refuse(&["TensorRT"])),
+            (Set, refuse(&["EfficientNMS_TRT"])),
+            (CheckOrig, refuse(&["TensorRT"])),
+            (CheckMerged, refuse(&["no NonMaxSuppression"])),
+            (Detect, refuse(&["TensorRT"])),
+        ],
+    ));
     v
 }
 
@@ -467,12 +1078,23 @@ fn external_cases() -> Vec<Case> {
             locs.push(l.to_string());
         }
     });
-    let loc = locs.first().expect("rich fixture has external data").clone();
+    let loc = locs
+        .first()
+        .expect("rich fixture has external data")
+        .clone();
     let mut v = Vec::new();
-    let mut c = case("missing_external_data", model.clone(), every(&ALL, refuse(&[&loc, "cannot be read"])));
+    let mut c = case(
+        "missing_external_data",
+        model.clone(),
+        every(&ALL, refuse(&[&loc, "cannot be read"])),
+    );
     c.files[0].0 = "missing_external_data.onnx".into();
     v.push(c);
-    let mut c = case("short_external_data", model.clone(), every(&ALL, refuse(&[&loc, "needs bytes"])));
+    let mut c = case(
+        "short_external_data",
+        model.clone(),
+        every(&ALL, refuse(&[&loc, "needs bytes"])),
+    );
     c.files.push((loc.clone(), data[..data.len() / 2].to_vec()));
     v.push(c);
     let mut m2 = m.clone();
@@ -481,7 +1103,14 @@ fn external_cases() -> Vec<Case> {
             e.value = Some(format!("../{loc}"));
         }
     }
-    v.push(case("external_data_escapes_folder", enc(&m2), every(&ALL, refuse(&["must be a relative path inside the model's folder"]))));
+    v.push(case(
+        "external_data_escapes_folder",
+        enc(&m2),
+        every(
+            &ALL,
+            refuse(&["must be a relative path inside the model's folder"]),
+        ),
+    ));
     v
 }
 
@@ -491,20 +1120,31 @@ fn external_cases() -> Vec<Case> {
 
 fn has_subcommand(name: &str) -> bool {
     static HELP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    HELP.get_or_init(|| common::run(&["--help"]).1).lines().any(|l| l.trim_start().starts_with(&format!("{name} ")))
+    HELP.get_or_init(|| common::run(&["--help"]).1)
+        .lines()
+        .any(|l| l.trim_start().starts_with(&format!("{name} ")))
 }
 
 /// sha256 of every file under `dir` (to prove inputs are never touched).
 fn hash_dir(dir: &Path) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
     for e in std::fs::read_dir(dir).unwrap().flatten() {
-        m.insert(e.file_name().to_string_lossy().into_owned(), common::file_hash(&e.path()));
+        m.insert(
+            e.file_name().to_string_lossy().into_owned(),
+            common::file_hash(&e.path()),
+        );
     }
     m
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()).unwrap_or_default();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|r| {
+            r.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
     v.sort();
     v
 }
@@ -522,7 +1162,11 @@ fn fixed_paths(root: &Path) -> Paths {
     std::fs::write(&base, base_bytes()).unwrap();
     let merged = d.join("merged.onnx");
     std::fs::write(&merged, merged_bytes()).unwrap();
-    Paths { base, merged, image: common::shared().join("images/dog.jpg") }
+    Paths {
+        base,
+        merged,
+        image: common::shared().join("images/dog.jpg"),
+    }
 }
 
 fn args_for(cmd: Cmd, input: &Path, out: &Path, p: &Paths) -> Vec<String> {
@@ -532,7 +1176,18 @@ fn args_for(cmd: Cmd, input: &Path, out: &Path, p: &Paths) -> Vec<String> {
     let v: Vec<&str> = match cmd {
         Cmd::Convert => vec!["convert", &i, "-o", &o],
         Cmd::ConvertExternal(name) => vec!["convert", &i, "-o", &o, "--external-data", name],
-        Cmd::ResizeMulti(a, b) => return vec!["resize".into(), i, "-o".into(), s(&out.with_file_name("r_{h}x{w}.onnx")), "--size".into(), a.into(), "--size".into(), b.into()],
+        Cmd::ResizeMulti(a, b) => {
+            return vec![
+                "resize".into(),
+                i,
+                "-o".into(),
+                s(&out.with_file_name("r_{h}x{w}.onnx")),
+                "--size".into(),
+                a.into(),
+                "--size".into(),
+                b.into(),
+            ]
+        }
         Cmd::Merge => vec!["merge", &i, "-o", &o],
         Cmd::Set => vec!["set", &i, "-o", &o, "--score", "0.3"],
         Cmd::Resize => vec!["resize", &i, "-o", &o, "--size", "96x96"],
@@ -546,7 +1201,11 @@ fn args_for(cmd: Cmd, input: &Path, out: &Path, p: &Paths) -> Vec<String> {
             // a case may bring its own photo (never write near the shared one)
             let own = input.parent().unwrap().join("photo.jpg");
             let image = if own.exists() { own } else { p.image.clone() };
-            let o = if out.file_name().map(|f| f == "out.onnx").unwrap_or(false) { out.with_extension("png") } else { out.to_path_buf() };
+            let o = if out.file_name().map(|f| f == "out.onnx").unwrap_or(false) {
+                out.with_extension("png")
+            } else {
+                out.to_path_buf()
+            };
             return vec!["detect".into(), i, s(&image), "-o".into(), s(&o)];
         }
     };
@@ -561,7 +1220,15 @@ struct Outcome {
 }
 
 /// Run one (case, command) and check every promise; returns whether a Gap is still open.
-fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path, p: &Paths, o: &mut Outcome) {
+fn run_one(
+    c: &Case,
+    cmd: Cmd,
+    expect: &Expect,
+    case_dir: &Path,
+    out_dir: &Path,
+    p: &Paths,
+    o: &mut Outcome,
+) {
     if cmd == Cmd::QuantPrep && !has_subcommand("quant-prep") {
         return;
     }
@@ -580,12 +1247,22 @@ fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path,
         eprintln!("{:>8.2}s {} {cmd:?}", t0.elapsed().as_secs_f64(), c.name);
     }
     let first = err.lines().next().unwrap_or("").to_string();
-    o.table.push(format!("{:<34} {:<12} exit {code}  {}", c.name, format!("{cmd:?}"), first.chars().take(150).collect::<String>()));
+    o.table.push(format!(
+        "{:<34} {:<12} exit {code}  {}",
+        c.name,
+        format!("{cmd:?}"),
+        first.chars().take(150).collect::<String>()
+    ));
     let tag = format!("[{} / {cmd:?}] `postmerge {}`", c.name, args.join(" "));
     let mut fail = |m: String| o.failures.push(format!("{tag}: {m}\n--- stderr:\n{err}"));
     // promises that hold whatever the outcome
     if !matches!(expect, Expect::Bug(..)) {
-        for bad in ["panicked", "internal error", "RUST_BACKTRACE", "stack backtrace"] {
+        for bad in [
+            "panicked",
+            "internal error",
+            "RUST_BACKTRACE",
+            "stack backtrace",
+        ] {
             if err.contains(bad) {
                 fail(format!("stderr contains `{bad}`"));
             }
@@ -598,14 +1275,23 @@ fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path,
         fail("a fixed input (base / merged model) changed".into());
     }
     let files = listing(out_dir);
-    if files.iter().any(|f| f.starts_with(".postmerge-") || f.ends_with(".tmp")) {
+    if files
+        .iter()
+        .any(|f| f.starts_with(".postmerge-") || f.ends_with(".tmp"))
+    {
         fail(format!("temp files left in the output folder: {files:?}"));
     }
-    if listing(case_dir).iter().any(|f| f.starts_with(".postmerge-")) {
+    if listing(case_dir)
+        .iter()
+        .any(|f| f.starts_with(".postmerge-"))
+    {
         fail("temp files left in the input folder".into());
     }
     let check_written = |fail: &mut dyn FnMut(String)| {
-        if (WRITING.contains(&cmd) || matches!(cmd, Cmd::ConvertExternal(_))) && cmd != Cmd::Detect && out.exists() {
+        if (WRITING.contains(&cmd) || matches!(cmd, Cmd::ConvertExternal(_)))
+            && cmd != Cmd::Detect
+            && out.exists()
+        {
             if let Err(e) = postmerge::model::Model::load(&out) {
                 fail(format!("exit 0 but the output does not load: {e:#}"));
             }
@@ -629,7 +1315,9 @@ fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path,
                 }
             }
             if !files.is_empty() {
-                fail(format!("output folder not empty after a refusal: {files:?}"));
+                fail(format!(
+                    "output folder not empty after a refusal: {files:?}"
+                ));
             }
         }
         Expect::Accept => {
@@ -639,7 +1327,11 @@ fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path,
             check_written(&mut fail);
         }
         Expect::Either => {
-            let ok_codes: &[i32] = if matches!(cmd, Cmd::CheckOrig | Cmd::CheckMerged) { &[0, 1, 2] } else { &[0, 2] };
+            let ok_codes: &[i32] = if matches!(cmd, Cmd::CheckOrig | Cmd::CheckMerged) {
+                &[0, 1, 2]
+            } else {
+                &[0, 2]
+            };
             if !ok_codes.contains(&code) {
                 fail(format!("exit {code}"));
             }
@@ -656,30 +1348,43 @@ fn run_one(c: &Case, cmd: Cmd, expect: &Expect, case_dir: &Path, out_dir: &Path,
         }
         Expect::Weak(needles, why) => {
             if code != 2 || !err.starts_with("error: ") || !files.is_empty() {
-                fail(format!("exit {code}, expected a refusal (exit 2, `error: `, nothing written)"));
+                fail(format!(
+                    "exit {code}, expected a refusal (exit 2, `error: `, nothing written)"
+                ));
             }
             for n in needles {
                 if !err.contains(n.as_str()) {
                     fail(format!("the message does not say `{n}`"));
                 }
             }
-            o.gaps_still_open.push(format!("WEAK {} / {cmd:?}: {why}", c.name));
+            o.gaps_still_open
+                .push(format!("WEAK {} / {cmd:?}: {why}", c.name));
         }
         Expect::Bug(why, intended) => {
             if code != 2 || !files.is_empty() {
                 fail(format!("exit {code}: expected the caught panic (exit 2, nothing written) or the fix ({intended:?})"));
             }
             if err.contains("internal error") {
-                o.gaps_still_open.push(format!("BUG {} / {cmd:?}: {why}", c.name));
+                o.gaps_still_open
+                    .push(format!("BUG {} / {cmd:?}: {why}", c.name));
             } else {
-                o.gaps_still_open.push(format!("{tag}: BUG FIXED? no panic any more: make it {intended:?}"));
+                o.gaps_still_open.push(format!(
+                    "{tag}: BUG FIXED? no panic any more: make it {intended:?}"
+                ));
             }
         }
-        Expect::Broken(why, _) => fail(format!("a Broken expectation ({why}) must only run in hostile_gaps_strict")),
+        Expect::Broken(why, _) => fail(format!(
+            "a Broken expectation ({why}) must only run in hostile_gaps_strict"
+        )),
         Expect::Gap(needles) => {
             // today: not refused. Still no panic, input intact, and what is written is complete.
-            if code == 2 && err.starts_with("error: ") && needles.iter().all(|n| err.contains(n.as_str())) && files.is_empty() {
-                o.gaps_still_open.push(format!("{tag}: FIXED now (refused): make it Refuse"));
+            if code == 2
+                && err.starts_with("error: ")
+                && needles.iter().all(|n| err.contains(n.as_str()))
+                && files.is_empty()
+            {
+                o.gaps_still_open
+                    .push(format!("{tag}: FIXED now (refused): make it Refuse"));
             } else if code == 0 {
                 check_written(&mut fail);
                 o.gaps_still_open.push(format!("{} / {cmd:?}", c.name));
@@ -700,7 +1405,11 @@ fn run_cases(cases: Vec<Case>, strict_gaps: bool) -> Outcome {
     let only = std::env::var("HOSTILE_ONLY").ok();
     let mut o = Outcome::default();
     for c in &cases {
-        if only.as_deref().map(|f| !c.name.contains(f)).unwrap_or(false) {
+        if only
+            .as_deref()
+            .map(|f| !c.name.contains(f))
+            .unwrap_or(false)
+        {
             continue; // HOSTILE_ONLY=substring runs a subset (debugging)
         }
         let case_dir = root.path().join("corpus/generated").join(&c.name);
@@ -717,7 +1426,9 @@ fn run_cases(cases: Vec<Case>, strict_gaps: bool) -> Outcome {
         for (cmd, e) in &c.expect {
             let e = match (e, strict_gaps) {
                 (Expect::Gap(n), true) | (Expect::Weak(n, _), true) => Expect::Refuse(n.clone()),
-                (Expect::Bug(_, intended), true) | (Expect::Broken(_, intended), true) => (**intended).clone(),
+                (Expect::Bug(_, intended), true) | (Expect::Broken(_, intended), true) => {
+                    (**intended).clone()
+                }
                 _ => e.clone(),
             };
             run_one(c, *cmd, &e, &case_dir, &out_dir, &p, &mut o);
@@ -732,12 +1443,20 @@ fn report(name: &str, o: Outcome) {
         println!("{l}");
     }
     if !o.gaps_still_open.is_empty() {
-        println!("known gaps (exit 0 where a refusal is due): {}", o.gaps_still_open.len());
+        println!(
+            "known gaps (exit 0 where a refusal is due): {}",
+            o.gaps_still_open.len()
+        );
         for g in &o.gaps_still_open {
             println!("  GAP {g}");
         }
     }
-    assert!(o.failures.is_empty(), "{} failures:\n\n{}", o.failures.len(), o.failures.join("\n\n"));
+    assert!(
+        o.failures.is_empty(),
+        "{} failures:\n\n{}",
+        o.failures.len(),
+        o.failures.join("\n\n")
+    );
 }
 
 #[test]
@@ -767,7 +1486,12 @@ fn hostile_gaps_strict() {
     let mut cases = graph_cases();
     cases.extend(output_path_cases());
     cases.extend(regression_cases());
-    let open = |e: &Expect| matches!(e, Expect::Gap(_) | Expect::Weak(..) | Expect::Bug(..) | Expect::Broken(..));
+    let open = |e: &Expect| {
+        matches!(
+            e,
+            Expect::Gap(_) | Expect::Weak(..) | Expect::Bug(..) | Expect::Broken(..)
+        )
+    };
     cases.retain(|c| c.expect.iter().any(|(_, e)| open(e)));
     for c in cases.iter_mut() {
         c.expect.retain(|(_, e)| open(e));
@@ -783,49 +1507,143 @@ fn output_path_cases() -> Vec<Case> {
     use Cmd::*;
     let writers = [Convert, Merge, Resize, QuantPrep, Detect];
     let mut v = Vec::new();
-    let mk = |name: &str, bytes: Vec<u8>, cmds: &[Cmd], e: Expect, out: fn(&Path, &Path) -> PathBuf| Case {
-        name: name.into(),
-        files: vec![(format!("{name}.onnx"), bytes), ("afile".into(), b"a regular file".to_vec())],
-        expect: every(cmds, e),
-        names_input: false,
-        output: Some(out),
-    };
+    let mk =
+        |name: &str, bytes: Vec<u8>, cmds: &[Cmd], e: Expect, out: fn(&Path, &Path) -> PathBuf| {
+            Case {
+                name: name.into(),
+                files: vec![
+                    (format!("{name}.onnx"), bytes),
+                    ("afile".into(), b"a regular file".to_vec()),
+                ],
+                expect: every(cmds, e),
+                names_input: false,
+                output: Some(out),
+            }
+        };
     // parent of the output is a regular file (root ignores chmod, so a read-only folder would not
     // stop this test's writes; a file in the way does)
-    v.push(mk("out_parent_is_a_file", base_bytes(), &writers, refuse(&["afile"]), |d, _| d.join("afile").join("out.onnx")));
-    v.push(mk("out_parent_is_a_file_set", merged_bytes(), &[Set], refuse(&["afile"]), |d, _| d.join("afile").join("out.onnx")));
-    v.push(mk("out_folder_missing", base_bytes(), &writers, refuse(&["no_such_folder"]), |_, o| o.join("no_such_folder/deeper/out.onnx")));
-    v.push(mk("out_folder_missing_set", merged_bytes(), &[Set], refuse(&["no_such_folder"]), |_, o| o.join("no_such_folder/deeper/out.onnx")));
+    v.push(mk(
+        "out_parent_is_a_file",
+        base_bytes(),
+        &writers,
+        refuse(&["afile"]),
+        |d, _| d.join("afile").join("out.onnx"),
+    ));
+    v.push(mk(
+        "out_parent_is_a_file_set",
+        merged_bytes(),
+        &[Set],
+        refuse(&["afile"]),
+        |d, _| d.join("afile").join("out.onnx"),
+    ));
+    v.push(mk(
+        "out_folder_missing",
+        base_bytes(),
+        &writers,
+        refuse(&["no_such_folder"]),
+        |_, o| o.join("no_such_folder/deeper/out.onnx"),
+    ));
+    v.push(mk(
+        "out_folder_missing_set",
+        merged_bytes(),
+        &[Set],
+        refuse(&["no_such_folder"]),
+        |_, o| o.join("no_such_folder/deeper/out.onnx"),
+    ));
     // output = input without --in-place: same spelling, another spelling, through a symlink
     let same = refuse(&["is the input file", "--in-place"]);
-    v.push(mk("out_is_input", base_bytes(), &[Convert, Merge, Resize, QuantPrep], same.clone(), |d, _| d.join("out_is_input.onnx")));
-    v.push(mk("out_is_input_set", merged_bytes(), &[Set], same.clone(), |d, _| d.join("out_is_input_set.onnx")));
-    v.push(mk("out_is_input_dotdot", base_bytes(), &[Convert, Merge, Resize], same.clone(), |d, _| d.join("../out_is_input_dotdot/out_is_input_dotdot.onnx")));
-    v.push(mk("out_is_input_symlink", base_bytes(), &[Convert, Merge, Resize], same.clone(), |d, _| {
-        let l = d.join("link.onnx");
-        let _ = std::os::unix::fs::symlink(d.join("out_is_input_symlink.onnx"), &l);
-        l
-    }));
+    v.push(mk(
+        "out_is_input",
+        base_bytes(),
+        &[Convert, Merge, Resize, QuantPrep],
+        same.clone(),
+        |d, _| d.join("out_is_input.onnx"),
+    ));
+    v.push(mk(
+        "out_is_input_set",
+        merged_bytes(),
+        &[Set],
+        same.clone(),
+        |d, _| d.join("out_is_input_set.onnx"),
+    ));
+    v.push(mk(
+        "out_is_input_dotdot",
+        base_bytes(),
+        &[Convert, Merge, Resize],
+        same.clone(),
+        |d, _| d.join("../out_is_input_dotdot/out_is_input_dotdot.onnx"),
+    ));
+    v.push(mk(
+        "out_is_input_symlink",
+        base_bytes(),
+        &[Convert, Merge, Resize],
+        same.clone(),
+        |d, _| {
+            let l = d.join("link.onnx");
+            let _ = std::os::unix::fs::symlink(d.join("out_is_input_symlink.onnx"), &l);
+            l
+        },
+    ));
     // detect writes a PNG: onto its model or its photo it would destroy an input
     let clobber = |what| Expect::Broken(what, Box::new(refuse(&["is the input file"])));
-    v.push(mk("detect_out_is_model", base_bytes(), &[Detect], clobber("detect -o MODEL overwrites the model with a PNG (exit 0)"), |d, _| d.join("detect_out_is_model.onnx")));
-    let mut c = mk("detect_out_is_photo", base_bytes(), &[Detect], clobber("detect -o PHOTO overwrites the photo with a PNG (exit 0)"), |d, _| d.join("photo.jpg"));
-    c.files.push(("photo.jpg".into(), std::fs::read(common::shared().join("images/dog.jpg")).unwrap()));
+    v.push(mk(
+        "detect_out_is_model",
+        base_bytes(),
+        &[Detect],
+        clobber("detect -o MODEL overwrites the model with a PNG (exit 0)"),
+        |d, _| d.join("detect_out_is_model.onnx"),
+    ));
+    let mut c = mk(
+        "detect_out_is_photo",
+        base_bytes(),
+        &[Detect],
+        clobber("detect -o PHOTO overwrites the photo with a PNG (exit 0)"),
+        |d, _| d.join("photo.jpg"),
+    );
+    c.files.push((
+        "photo.jpg".into(),
+        std::fs::read(common::shared().join("images/dog.jpg")).unwrap(),
+    ));
     v.push(c);
     // convert --external-data of a model whose small tensors are already external: they keep
     // pointing at the old data file, which is not copied (unloadable output, exit 0) — and when
     // the new data file has the old one's name in the input's folder, the input is clobbered
     let rich = std::fs::read(common::fixtures().join("rich_640x640.onnx")).unwrap();
     let rich_data = std::fs::read(common::fixtures().join("rich_640x640.onnx.data")).unwrap();
-    let mut c = mk("external_data_relayout", rich.clone(), &[ConvertExternal("new.onnx.data")], Expect::Broken("model.rs externalize: tensors under the threshold keep their old location, not copied", Box::new(Expect::Accept)), |_, o| o.join("out.onnx"));
-    c.files.push(("rich_640x640.onnx.data".into(), rich_data.clone()));
+    let mut c = mk(
+        "external_data_relayout",
+        rich.clone(),
+        &[ConvertExternal("new.onnx.data")],
+        Expect::Broken(
+            "model.rs externalize: tensors under the threshold keep their old location, not copied",
+            Box::new(Expect::Accept),
+        ),
+        |_, o| o.join("out.onnx"),
+    );
+    c.files
+        .push(("rich_640x640.onnx.data".into(), rich_data.clone()));
     v.push(c);
-    let mut c = mk("external_data_same_name", rich, &[ConvertExternal("rich_640x640.onnx.data")], Expect::Broken("convert --external-data NAME overwrites the input's own data file NAME", Box::new(refuse(&["rich_640x640.onnx.data"]))), |d, _| d.join("copy.onnx"));
+    let mut c = mk(
+        "external_data_same_name",
+        rich,
+        &[ConvertExternal("rich_640x640.onnx.data")],
+        Expect::Broken(
+            "convert --external-data NAME overwrites the input's own data file NAME",
+            Box::new(refuse(&["rich_640x640.onnx.data"])),
+        ),
+        |d, _| d.join("copy.onnx"),
+    );
     c.files.push(("rich_640x640.onnx.data".into(), rich_data));
     v.push(c);
     // several sizes, one invalid: exit 2, but the valid sizes are written (not all-or-nothing)
     v.push(mk("resize_one_size_invalid", base_bytes(), &[ResizeMulti("96x96", "100x100")], Expect::Broken("resize/merge --size A --size B: when one job fails the others' outputs stay (exit 2 with files written)", Box::new(refuse(&["100x100", "multiples"]))), |_, o| o.join("out.onnx")));
-    v.push(mk("resize_both_sizes_valid", base_bytes(), &[ResizeMulti("96x96", "256x320")], Expect::Accept, |_, o| o.join("out.onnx")));
+    v.push(mk(
+        "resize_both_sizes_valid",
+        base_bytes(),
+        &[ResizeMulti("96x96", "256x320")],
+        Expect::Accept,
+        |_, o| o.join("out.onnx"),
+    ));
     v
 }
 
@@ -834,7 +1652,8 @@ fn hostile_output_paths() {
     // the gaps here clobber an input: they run only in `hostile_gaps_strict`
     let mut cases = output_path_cases();
     for c in cases.iter_mut() {
-        c.expect.retain(|(_, e)| !matches!(e, Expect::Gap(_) | Expect::Broken(..)));
+        c.expect
+            .retain(|(_, e)| !matches!(e, Expect::Gap(_) | Expect::Broken(..)));
     }
     report("output paths", run_cases(cases, false));
 }
@@ -850,19 +1669,41 @@ fn regressions_dir() -> PathBuf {
 /// Every committed regression input, with what each subcommand must do with it today.
 fn regression_cases() -> Vec<Case> {
     use Cmd::*;
-    let read = |f: &str| std::fs::read(regressions_dir().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
+    let read =
+        |f: &str| std::fs::read(regressions_dir().join(f)).unwrap_or_else(|e| panic!("{f}: {e}"));
     let mut v = Vec::new();
-    for (f, batch) in [("fuzz-passes-merge-batch-2pow62", "4611686018427387904"), ("fuzz-passes-merge-batch-3425826962", "3425826962")] {
+    for (f, batch) in [
+        ("fuzz-passes-merge-batch-2pow62", "4611686018427387904"),
+        ("fuzz-passes-merge-batch-3425826962", "3425826962"),
+    ] {
         // merge used to allocate `batch` ids (capacity overflow / OOM in passes/merge.rs append_topk)
-        v.push(case(f, read(&format!("{f}.onnx")), vec![
-            (Inspect, Expect::Accept), (Convert, Expect::Accept),
-            // merge now checks the graph's references first: these fuzz inputs also read a tensor
-            // nothing defines, which it names (the batch bound still guards resize and check)
-            (Merge, refuse(&["which no node, input or initializer defines"])), (Resize, resize_weak(&["batch", batch])), (CheckOrig, refuse(&["batch", batch])),
-        ]));
+        v.push(case(
+            f,
+            read(&format!("{f}.onnx")),
+            vec![
+                (Inspect, Expect::Accept),
+                (Convert, Expect::Accept),
+                // merge now checks the graph's references first: these fuzz inputs also read a tensor
+                // nothing defines, which it names (the batch bound still guards resize and check)
+                (
+                    Merge,
+                    refuse(&["which no node, input or initializer defines"]),
+                ),
+                (Resize, resize_weak(&["batch", batch])),
+                (CheckOrig, refuse(&["batch", batch])),
+            ],
+        ));
     }
     let f = "fuzz-inspect-param-bytes-overflow";
-    v.push(case(f, read(&format!("{f}.onnx")), vec![(Inspect, inspect_param_bug()), (Convert, Expect::Accept), (DiffB, Expect::Accept)]));
+    v.push(case(
+        f,
+        read(&format!("{f}.onnx")),
+        vec![
+            (Inspect, inspect_param_bug()),
+            (Convert, Expect::Accept),
+            (DiffB, Expect::Accept),
+        ],
+    ));
     // found by hand while building the corpus; they abort (an allocation failure is not a
     // panic: no catch_unwind, SIGABRT), so they only run in `hostile_gaps_strict`
     let f = "open-set-threshold-dims-1e12";
@@ -892,7 +1733,9 @@ fn fuzz_regressions_replay() {
         let data = std::fs::read(&p).unwrap();
         let name = p.file_name().unwrap().to_string_lossy().into_owned();
         let r = std::panic::catch_unwind(|| {
-            let Ok(m) = postmerge::model::Model::from_bytes(bytes::Bytes::from(data), &name) else { return };
+            let Ok(m) = postmerge::model::Model::from_bytes(bytes::Bytes::from(data), &name) else {
+                return;
+            };
             if !name.contains("inspect-param-bytes-overflow") {
                 let _ = postmerge::inspect::inspect(&m);
             }
@@ -902,12 +1745,23 @@ fn fuzz_regressions_replay() {
             let _ = postmerge::shape::infer(&m, &Default::default());
             let _ = postmerge::passes::merge::merge(&mut m.clone(), &Default::default());
             for (h, w) in [(128, 160), (96, 96)] {
-                let _ = postmerge::passes::resize::resize(&mut m.clone(), &postmerge::passes::resize::ResizeOptions { height: h, width: w, batch: None });
+                let _ = postmerge::passes::resize::resize(
+                    &mut m.clone(),
+                    &postmerge::passes::resize::ResizeOptions {
+                        height: h,
+                        width: w,
+                        batch: None,
+                    },
+                );
             }
         });
         assert!(r.is_ok(), "{name}: the library panicked");
     }
-    assert!(n >= 3, "regression inputs missing from {}", regressions_dir().display());
+    assert!(
+        n >= 3,
+        "regression inputs missing from {}",
+        regressions_dir().display()
+    );
     // 2. through the binary, with the per-command expectations (the destructive ones only in
     //    `hostile_gaps_strict`)
     let mut cases = regression_cases();

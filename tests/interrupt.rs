@@ -23,7 +23,12 @@ use prost::Message;
 const BIG_BYTES: usize = 200 << 20;
 
 fn big_model(dir: &Path) -> PathBuf {
-    let mut m = postmerge::onnx::ModelProto::decode(&std::fs::read(common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")).unwrap()[..]).unwrap();
+    let mut m =
+        postmerge::onnx::ModelProto::decode(
+            &std::fs::read(common::shared().join("models/yolox_nano_80c_128x160_op11.onnx"))
+                .unwrap()[..],
+        )
+        .unwrap();
     let zeros = postmerge::onnx::TensorProto {
         name: Some("interrupt_test_padding".into()),
         dims: vec![(BIG_BYTES / 4) as i64],
@@ -38,7 +43,11 @@ fn big_model(dir: &Path) -> PathBuf {
 }
 
 fn files(dir: &Path) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
     v.sort();
     v
 }
@@ -49,7 +58,12 @@ fn is_temp(name: &str) -> bool {
 
 /// Start `args`, SIGKILL it after `after` (if still running); true if it was killed.
 fn run_and_kill(args: &[&str], after: Duration) -> bool {
-    let mut child = Command::new(common::bin()).args(args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = Command::new(common::bin())
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let t0 = Instant::now();
     loop {
         if let Some(st) = child.try_wait().unwrap() {
@@ -68,7 +82,10 @@ fn run_and_kill(args: &[&str], after: Duration) -> bool {
 
 /// The uninterrupted run: its output bytes (by file name) and its duration (the faster of two
 /// runs — the first one also warms the page cache — which must write the same bytes).
-fn reference(args: &dyn Fn(&Path) -> Vec<String>, dir: &Path) -> (Vec<(String, Vec<u8>)>, Duration) {
+fn reference(
+    args: &dyn Fn(&Path) -> Vec<String>,
+    dir: &Path,
+) -> (Vec<(String, Vec<u8>)>, Duration) {
     let mut took = Duration::MAX;
     let mut outs: Vec<Vec<(String, Vec<u8>)>> = Vec::new();
     for k in 0..2 {
@@ -80,12 +97,20 @@ fn reference(args: &dyn Fn(&Path) -> Vec<String>, dir: &Path) -> (Vec<(String, V
         let (code, _, err) = common::run(&a);
         took = took.min(t0.elapsed());
         assert_eq!(code, 0, "{err}");
-        outs.push(files(&d).into_iter().map(|f| {
-            let b = std::fs::read(d.join(&f)).unwrap();
-            (f, b)
-        }).collect());
+        outs.push(
+            files(&d)
+                .into_iter()
+                .map(|f| {
+                    let b = std::fs::read(d.join(&f)).unwrap();
+                    (f, b)
+                })
+                .collect(),
+        );
     }
-    assert!(outs[0] == outs[1], "two uninterrupted runs wrote different bytes");
+    assert!(
+        outs[0] == outs[1],
+        "two uninterrupted runs wrote different bytes"
+    );
     let _ = std::fs::remove_dir_all(dir.join("run1"));
     (outs.swap_remove(0), took)
 }
@@ -103,7 +128,11 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
         let dir = root.join(format!("kill{k:02}"));
         std::fs::create_dir_all(&dir).unwrap();
         // spread over the run; the last two let it finish (the destination must then be complete)
-        let after = if k + 2 >= points { took * 3 } else { took.mul_f64(0.9 * k as f64 / (points - 2) as f64) };
+        let after = if k + 2 >= points {
+            took * 3
+        } else {
+            took.mul_f64(0.9 * k as f64 / (points - 2) as f64)
+        };
         let a = args(&dir);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
         if run_and_kill(&a, after) {
@@ -116,7 +145,8 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
                 Ok(b) => {
                     assert!(b.len() == bytes.len() && b == *bytes, "{label}: after a kill at {after:?}, `{name}` exists but is not the complete file ({} of {} bytes)", b.len(), bytes.len());
                     if name.ends_with(".onnx") {
-                        postmerge::model::Model::load(&p).unwrap_or_else(|e| panic!("{label}: `{name}` does not load: {e:#}"));
+                        postmerge::model::Model::load(&p)
+                            .unwrap_or_else(|e| panic!("{label}: `{name}` does not load: {e:#}"));
                     }
                     complete += 1;
                 }
@@ -126,9 +156,15 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
             if good.iter().any(|(n, _)| *n == f) {
                 continue;
             }
-            assert!(is_temp(&f), "{label}: unexpected file `{f}` after a kill at {after:?}");
+            assert!(
+                is_temp(&f),
+                "{label}: unexpected file `{f}` after a kill at {after:?}"
+            );
             let len = std::fs::metadata(dir.join(&f)).unwrap().len();
-            assert!(len <= good.iter().map(|(_, b)| b.len() as u64).max().unwrap(), "temp file larger than any output");
+            assert!(
+                len <= good.iter().map(|(_, b)| b.len() as u64).max().unwrap(),
+                "temp file larger than any output"
+            );
             leaked += 1;
         }
         // a later run into the same folder succeeds and writes the same bytes
@@ -136,20 +172,33 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
             let (code, _, err) = common::run(&a);
             assert_eq!(code, 0, "{label}: re-run after a kill: {err}");
             for (name, bytes) in &good {
-                assert!(std::fs::read(dir.join(name)).unwrap() == *bytes, "{label}: re-run wrote different bytes for `{name}`");
+                assert!(
+                    std::fs::read(dir.join(name)).unwrap() == *bytes,
+                    "{label}: re-run wrote different bytes for `{name}`"
+                );
             }
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     println!("{label}: reference run {took:?}; {points} runs, {killed} killed mid-run; destinations afterwards: {absent} absent, {complete} complete (never partial); leaked temp files (SIGKILL cannot be caught): {leaked}");
-    assert!(killed >= points / 3, "{label}: only {killed} of {points} runs were interrupted; the timing is off");
+    assert!(
+        killed >= points / 3,
+        "{label}: only {killed} of {points} runs were interrupted; the timing is off"
+    );
 }
 
 #[test]
 fn sigkill_during_convert_never_leaves_a_partial_model() {
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
-    let args = move |out: &Path| vec!["convert".to_string(), big.display().to_string(), "-o".into(), out.join("big_copy.onnx").display().to_string()];
+    let args = move |out: &Path| {
+        vec![
+            "convert".to_string(),
+            big.display().to_string(),
+            "-o".into(),
+            out.join("big_copy.onnx").display().to_string(),
+        ]
+    };
     interrupt("convert", &args, root.path(), 16);
 }
 
@@ -159,7 +208,16 @@ fn sigkill_during_convert_to_external_data() {
     // model (an orphan `big_copy.onnx.data`, complete, is allowed)
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
-    let args = move |out: &Path| vec!["convert".to_string(), big.display().to_string(), "-o".into(), out.join("big_copy.onnx").display().to_string(), "--external-data".into(), "big_copy.onnx.data".into()];
+    let args = move |out: &Path| {
+        vec![
+            "convert".to_string(),
+            big.display().to_string(),
+            "-o".into(),
+            out.join("big_copy.onnx").display().to_string(),
+            "--external-data".into(),
+            "big_copy.onnx.data".into(),
+        ]
+    };
     interrupt("convert --external-data", &args, root.path(), 12);
 }
 
@@ -168,7 +226,18 @@ fn sigkill_during_multi_size_resize() {
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
     let args = move |out: &Path| {
-        vec!["resize".to_string(), big.display().to_string(), "-o".into(), out.join("big_{h}x{w}.onnx").display().to_string(), "--size".into(), "96x96".into(), "--size".into(), "256x320".into(), "--size".into(), "128x128".into()]
+        vec![
+            "resize".to_string(),
+            big.display().to_string(),
+            "-o".into(),
+            out.join("big_{h}x{w}.onnx").display().to_string(),
+            "--size".into(),
+            "96x96".into(),
+            "--size".into(),
+            "256x320".into(),
+            "--size".into(),
+            "128x128".into(),
+        ]
     };
     interrupt("resize x3", &args, root.path(), 12);
 }

@@ -7,14 +7,21 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use postmerge::graph::{cleanup, make_attr_i, make_attr_ints, make_node, toposort, topo_order, NameGen};
+use postmerge::graph::{
+    cleanup, make_attr_i, make_attr_ints, make_node, topo_order, toposort, NameGen,
+};
 use postmerge::onnx::{GraphProto, NodeProto, ValueInfoProto};
 use postmerge::postprocess::{iou, nms, Decoded, IouConvention, NmsParams, Selection};
 use proptest::prelude::*;
 
 /// Failing seeds are kept with the fuzz regressions (commit them: proptest replays them first).
 fn persistence() -> Option<Box<dyn proptest::test_runner::FailurePersistence>> {
-    Some(Box::new(proptest::test_runner::FileFailurePersistence::Direct(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus/regressions/props.proptest-regressions"))))
+    Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/corpus/regressions/props.proptest-regressions"
+        )),
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -34,21 +41,44 @@ struct NmsCase {
 /// Boxes on a coarse grid (many exact ties and touching edges) or free floats; some with their
 /// corners swapped (ONNX orders each axis with min/max). Scores from a small set (ties) or free.
 fn nms_case() -> impl Strategy<Value = NmsCase> {
-    (1usize..=2, 0usize..=24, 1usize..=3, any::<bool>(), any::<bool>()).prop_flat_map(|(batch, n, c, grid, agnostic)| {
-        let coord = if grid { (0u8..=16).prop_map(|v| v as f32 * 4.0).boxed() } else { (0.0f32..64.0).boxed() };
-        let score = prop_oneof![
-            3 => prop::sample::select(vec![0.0f32, 0.1, 0.25, 0.3, 0.5, 0.5, 0.7, 0.9, 1.0]),
-            2 => 0.0f32..=1.0,
-        ];
-        (
-            prop::collection::vec(coord, batch * n * 4),
-            prop::collection::vec(score, batch * n * c),
-            prop::sample::select(vec![0.0f32, 0.1, 0.25, 0.5, 0.9]),
-            prop::sample::select(vec![0.0f32, 0.3, 0.4, 0.5, 0.7, 1.0]),
-            prop_oneof![Just(usize::MAX), 0usize..=4, Just(20usize)],
-        )
-            .prop_map(move |(boxes, scores, st, it, cap)| NmsCase { batch, n, c, boxes, scores, params: NmsParams { score_threshold: st, iou_threshold: it, max_per_class: cap, agnostic } })
-    })
+    (
+        1usize..=2,
+        0usize..=24,
+        1usize..=3,
+        any::<bool>(),
+        any::<bool>(),
+    )
+        .prop_flat_map(|(batch, n, c, grid, agnostic)| {
+            let coord = if grid {
+                (0u8..=16).prop_map(|v| v as f32 * 4.0).boxed()
+            } else {
+                (0.0f32..64.0).boxed()
+            };
+            let score = prop_oneof![
+                3 => prop::sample::select(vec![0.0f32, 0.1, 0.25, 0.3, 0.5, 0.5, 0.7, 0.9, 1.0]),
+                2 => 0.0f32..=1.0,
+            ];
+            (
+                prop::collection::vec(coord, batch * n * 4),
+                prop::collection::vec(score, batch * n * c),
+                prop::sample::select(vec![0.0f32, 0.1, 0.25, 0.5, 0.9]),
+                prop::sample::select(vec![0.0f32, 0.3, 0.4, 0.5, 0.7, 1.0]),
+                prop_oneof![Just(usize::MAX), 0usize..=4, Just(20usize)],
+            )
+                .prop_map(move |(boxes, scores, st, it, cap)| NmsCase {
+                    batch,
+                    n,
+                    c,
+                    boxes,
+                    scores,
+                    params: NmsParams {
+                        score_threshold: st,
+                        iou_threshold: it,
+                        max_per_class: cap,
+                        agnostic,
+                    },
+                })
+        })
 }
 
 fn decoded(k: &NmsCase) -> Decoded {
@@ -102,10 +132,15 @@ fn brute_nms(k: &NmsCase) -> Vec<Selection> {
                 })
                 .collect()]
         } else {
-            (0..k.c).map(|c| (0..k.n).map(|i| (i, score(k, b, i, c), c)).collect()).collect()
+            (0..k.c)
+                .map(|c| (0..k.n).map(|i| (i, score(k, b, i, c), c)).collect())
+                .collect()
         };
         for cands in passes {
-            let mut c: Vec<(usize, f32, usize)> = cands.into_iter().filter(|x| x.1 > k.params.score_threshold).collect();
+            let mut c: Vec<(usize, f32, usize)> = cands
+                .into_iter()
+                .filter(|x| x.1 > k.params.score_threshold)
+                .collect();
             // O(n²) selection sort: highest score first, the earliest index among equals
             let mut ordered = Vec::new();
             while !c.is_empty() {
@@ -122,11 +157,17 @@ fn brute_nms(k: &NmsCase) -> Vec<Selection> {
                 if kept.len() >= k.params.max_per_class {
                     break;
                 }
-                if kept.iter().all(|&(j, _)| !(brute_iou(&bx(k, b, j), &bx(k, b, i)) > k.params.iou_threshold)) {
+                if kept.iter().all(|&(j, _)| {
+                    !(brute_iou(&bx(k, b, j), &bx(k, b, i)) > k.params.iou_threshold)
+                }) {
                     kept.push((i, cls));
                 }
             }
-            out.extend(kept.into_iter().map(|(i, cls)| Selection { batch: b, class: cls, box_index: i }));
+            out.extend(kept.into_iter().map(|(i, cls)| Selection {
+                batch: b,
+                class: cls,
+                box_index: i,
+            }));
         }
     }
     out
@@ -212,7 +253,10 @@ proptest! {
 // ---------------------------------------------------------------------------------------------
 
 fn vi(name: &str) -> ValueInfoProto {
-    ValueInfoProto { name: Some(name.into()), ..Default::default() }
+    ValueInfoProto {
+        name: Some(name.into()),
+        ..Default::default()
+    }
 }
 
 /// A random DAG in a valid order: node k reads the graph input or outputs of nodes < k (up to 3
@@ -220,7 +264,10 @@ fn vi(name: &str) -> ValueInfoProto {
 fn dag() -> impl Strategy<Value = GraphProto> {
     (1usize..40).prop_flat_map(|n| {
         (
-            prop::collection::vec(prop::collection::vec(any::<prop::sample::Index>(), 1..=3), n),
+            prop::collection::vec(
+                prop::collection::vec(any::<prop::sample::Index>(), 1..=3),
+                n,
+            ),
             prop::collection::vec(any::<bool>(), n),
             prop::collection::vec(any::<prop::sample::Index>(), 1..4),
         )
@@ -228,18 +275,33 @@ fn dag() -> impl Strategy<Value = GraphProto> {
                 let mut nodes = Vec::new();
                 let mut avail: Vec<String> = vec!["x".into()];
                 for k in 0..n {
-                    let inputs: Vec<String> = ins[k].iter().map(|ix| avail[ix.index(avail.len())].clone()).collect();
-                    let outputs: Vec<String> = if two_out[k] { vec![format!("t{k}a"), format!("t{k}b")] } else { vec![format!("t{k}")] };
+                    let inputs: Vec<String> = ins[k]
+                        .iter()
+                        .map(|ix| avail[ix.index(avail.len())].clone())
+                        .collect();
+                    let outputs: Vec<String> = if two_out[k] {
+                        vec![format!("t{k}a"), format!("t{k}b")]
+                    } else {
+                        vec![format!("t{k}")]
+                    };
                     let i: Vec<&str> = inputs.iter().map(String::as_str).collect();
                     let o: Vec<&str> = outputs.iter().map(String::as_str).collect();
                     nodes.push(make_node("Add", &format!("n{k}"), &i, &o, vec![]));
                     avail.extend(outputs);
                 }
                 let produced: Vec<String> = avail[1..].to_vec();
-                let mut out: Vec<String> = outs.iter().map(|ix| produced[ix.index(produced.len())].clone()).collect();
+                let mut out: Vec<String> = outs
+                    .iter()
+                    .map(|ix| produced[ix.index(produced.len())].clone())
+                    .collect();
                 out.sort();
                 out.dedup();
-                GraphProto { node: nodes, input: vec![vi("x")], output: out.iter().map(|o| vi(o)).collect(), ..Default::default() }
+                GraphProto {
+                    node: nodes,
+                    input: vec![vi("x")],
+                    output: out.iter().map(|o| vi(o)).collect(),
+                    ..Default::default()
+                }
             })
     })
 }
@@ -364,7 +426,24 @@ proptest! {
 // shape inference on hostile nodes
 // ---------------------------------------------------------------------------------------------
 
-const INTERESTING: &[i64] = &[0, 1, -1, 2, 3, 8, 85, 420, i32::MAX as i64, 1 << 31, 1 << 40, 1_000_000_000_000, 1 << 62, i64::MAX, i64::MIN, -1_000_000_000_000];
+const INTERESTING: &[i64] = &[
+    0,
+    1,
+    -1,
+    2,
+    3,
+    8,
+    85,
+    420,
+    i32::MAX as i64,
+    1 << 31,
+    1 << 40,
+    1_000_000_000_000,
+    1 << 62,
+    i64::MAX,
+    i64::MIN,
+    -1_000_000_000_000,
+];
 
 fn interesting() -> impl Strategy<Value = i64> {
     prop_oneof![4 => prop::sample::select(INTERESTING.to_vec()), 1 => any::<i64>(), 3 => -3i64..10]
@@ -374,21 +453,63 @@ fn info() -> impl Strategy<Value = postmerge::shape::Info> {
     use postmerge::shape::{Dim, Info};
     use postmerge::tensor::Values;
     (
-        prop::option::of(prop::collection::vec(prop_oneof![4 => interesting().prop_map(Dim::Known), 1 => Just(Dim::Sym("N".into()))], 0..5)),
+        prop::option::of(prop::collection::vec(
+            prop_oneof![4 => interesting().prop_map(Dim::Known), 1 => Just(Dim::Sym("N".into()))],
+            0..5,
+        )),
         prop::option::of(prop_oneof![
             prop::collection::vec(interesting(), 0..6).prop_map(Values::I64),
-            prop::collection::vec(prop_oneof![Just(f32::NAN), -1e20f32..1e20], 0..6).prop_map(Values::F32),
+            prop::collection::vec(prop_oneof![Just(f32::NAN), -1e20f32..1e20], 0..6)
+                .prop_map(Values::F32),
         ]),
         prop::sample::select(vec![1i32, 6, 7, 9]),
     )
-        .prop_map(|(shape, value, dt)| Info { dtype: Some(dt), shape, value, dims_value: None })
+        .prop_map(|(shape, value, dt)| Info {
+            dtype: Some(dt),
+            shape,
+            value,
+            dims_value: None,
+        })
 }
 
 const OPS: &[&str] = &[
-    "Add", "Sub", "Mul", "Div", "Equal", "Where", "Concat", "Reshape", "Transpose", "Slice", "Gather", "Unsqueeze", "Squeeze",
-    "Split", "Range", "ConstantOfShape", "Expand", "Tile", "Conv", "MaxPool", "AveragePool", "Resize", "Shape", "Cast",
-    "Flatten", "MatMul", "Gemm", "TopK", "ReduceSum", "ArgMax", "NonMaxSuppression", "GlobalAveragePool", "NonZero", "Neg",
-    "Identity", "Constant", "Softmax",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Equal",
+    "Where",
+    "Concat",
+    "Reshape",
+    "Transpose",
+    "Slice",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Split",
+    "Range",
+    "ConstantOfShape",
+    "Expand",
+    "Tile",
+    "Conv",
+    "MaxPool",
+    "AveragePool",
+    "Resize",
+    "Shape",
+    "Cast",
+    "Flatten",
+    "MatMul",
+    "Gemm",
+    "TopK",
+    "ReduceSum",
+    "ArgMax",
+    "NonMaxSuppression",
+    "GlobalAveragePool",
+    "NonZero",
+    "Neg",
+    "Identity",
+    "Constant",
+    "Softmax",
 ];
 
 proptest! {
@@ -432,11 +553,29 @@ fn brute_force_nms_matches_a_known_case() {
         batch: 1,
         n: 3,
         c: 1,
-        boxes: vec![0.0, 0.0, 10.0, 10.0, 1.0, 1.0, 11.0, 11.0, 50.0, 50.0, 60.0, 60.0],
+        boxes: vec![
+            0.0, 0.0, 10.0, 10.0, 1.0, 1.0, 11.0, 11.0, 50.0, 50.0, 60.0, 60.0,
+        ],
         scores: vec![0.9, 0.8, 0.7],
-        params: NmsParams { score_threshold: 0.25, iou_threshold: 0.4, max_per_class: 20, agnostic: false },
+        params: NmsParams {
+            score_threshold: 0.25,
+            iou_threshold: 0.4,
+            max_per_class: 20,
+            agnostic: false,
+        },
     };
-    let want = vec![Selection { batch: 0, class: 0, box_index: 0 }, Selection { batch: 0, class: 0, box_index: 2 }];
+    let want = vec![
+        Selection {
+            batch: 0,
+            class: 0,
+            box_index: 0,
+        },
+        Selection {
+            batch: 0,
+            class: 0,
+            box_index: 2,
+        },
+    ];
     assert_eq!(brute_nms(&k), want);
     assert_eq!(nms(&decoded(&k), &k.params).unwrap(), want);
     let _ = HashMap::<u8, u8>::new();

@@ -16,7 +16,15 @@ use postmerge::shape::Dim;
 
 fn resized(src: &std::path::Path, h: i64, w: i64, batch: Option<BatchSpec>) -> Model {
     let mut m = Model::load(src).unwrap();
-    resize(&mut m, &ResizeOptions { height: h, width: w, batch }).unwrap_or_else(|e| panic!("{} -> {h}x{w}: {e:#}", src.display()));
+    resize(
+        &mut m,
+        &ResizeOptions {
+            height: h,
+            width: w,
+            batch,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{} -> {h}x{w}: {e:#}", src.display()));
     m
 }
 
@@ -24,13 +32,23 @@ fn resized(src: &std::path::Path, h: i64, w: i64, batch: Option<BatchSpec>) -> M
 fn assert_same_graph(a: &Model, native: &Model, what: &str) {
     let d = postmerge::diff::diff(a, native).unwrap();
     let text = postmerge::diff::render(&d);
-    assert!(d.is_empty(), "{what}: resized and native exports differ:\n{text}");
+    assert!(
+        d.is_empty(),
+        "{what}: resized and native exports differ:\n{text}"
+    );
 }
 
 fn max_rel(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    let range = b.iter().filter(|x| x.is_finite()).fold(0f32, |m, &x| m.max(x.abs()));
-    let d = a.iter().zip(b).filter(|(x, y)| x.is_finite() && y.is_finite()).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    let range = b
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(0f32, |m, &x| m.max(x.abs()));
+    let d = a
+        .iter()
+        .zip(b)
+        .filter(|(x, y)| x.is_finite() && y.is_finite())
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     d / range.max(1e-12)
 }
 
@@ -38,20 +56,40 @@ fn max_rel(a: &[f32], b: &[f32]) -> f32 {
 fn resized_shared_models_are_their_native_siblings() {
     let models = common::shared().join("models");
     let cases = [
-        ("gold_yolo_n_80c_640x640_op13", "gold_yolo_n_80c_128x160_op13"),
-        ("gold_yolo_n_80c_640x640_op13", "gold_yolo_n_80c_480x640_op13"),
-        ("gold_yolo_n_80c_128x160_op13", "gold_yolo_n_80c_640x640_op13"),
+        (
+            "gold_yolo_n_80c_640x640_op13",
+            "gold_yolo_n_80c_128x160_op13",
+        ),
+        (
+            "gold_yolo_n_80c_640x640_op13",
+            "gold_yolo_n_80c_480x640_op13",
+        ),
+        (
+            "gold_yolo_n_80c_128x160_op13",
+            "gold_yolo_n_80c_640x640_op13",
+        ),
         ("yolox_nano_80c_640x640_op11", "yolox_nano_80c_128x160_op11"),
         ("yolox_nano_80c_640x640_op11", "yolox_nano_80c_480x640_op11"),
         ("yolox_nano_80c_640x640_op11", "yolox_nano_80c_416x416_op11"),
         ("yolox_nano_80c_128x160_op11", "yolox_nano_80c_640x640_op11"),
-        ("yolox_nano_3c_640x640_op11_shapes", "yolox_nano_3c_128x160_op11_shapes"),
-        ("yolox_nano_3c_128x160_op11_shapes", "yolox_nano_3c_640x640_op11_shapes"),
+        (
+            "yolox_nano_3c_640x640_op11_shapes",
+            "yolox_nano_3c_128x160_op11_shapes",
+        ),
+        (
+            "yolox_nano_3c_128x160_op11_shapes",
+            "yolox_nano_3c_640x640_op11_shapes",
+        ),
     ];
     for (from, to) in cases {
         let native = Model::load(&models.join(format!("{to}.onnx"))).unwrap();
         let h = recognize(&native, None).unwrap();
-        let m = resized(&models.join(format!("{from}.onnx")), h.height.unwrap(), h.width.unwrap(), None);
+        let m = resized(
+            &models.join(format!("{from}.onnx")),
+            h.height.unwrap(),
+            h.width.unwrap(),
+            None,
+        );
         assert_same_graph(&m, &native, &format!("{from} -> {to}"));
         // numerics in tract on the sibling's reference input; onnxruntime in tests/oracle
         let x = read_npy_file(common::shared().join(format!("ref/{to}/input.npy"))).unwrap();
@@ -62,7 +100,10 @@ fn resized_shared_models_are_their_native_siblings() {
         // tract vs the onnxruntime raw.npy: the runtimes' own noise (rust-notes.md §3)
         assert!(rel <= 2e-3, "{from} -> {to}: rel {rel}");
         let b = run_once(&native, &[&x], &[]).unwrap();
-        assert!(max_rel(&a[0].1.to_f32(), &b[0].1.to_f32()) <= 1e-4, "{from} -> {to}: resized vs native in tract");
+        assert!(
+            max_rel(&a[0].1.to_f32(), &b[0].1.to_f32()) <= 1e-4,
+            "{from} -> {to}: resized vs native in tract"
+        );
     }
 }
 
@@ -70,21 +111,45 @@ fn resized_shared_models_are_their_native_siblings() {
 fn decoded_yolox_heads_are_regenerated_for_the_new_grid() {
     // no native decoded export at 128x160 exists: compare with the reference decode of the raw
     // native 128x160 output (same weights)
-    for stem in ["yolox_nano_80c_640x640_op11_decode", "yolox_nano_80c_640x640_op11_decode_githead"] {
-        let m = resized(&common::shared().join(format!("models/{stem}.onnx")), 128, 160, None);
-        let x = read_npy_file(common::shared().join("ref/yolox_nano_80c_128x160_op11/input.npy")).unwrap();
+    for stem in [
+        "yolox_nano_80c_640x640_op11_decode",
+        "yolox_nano_80c_640x640_op11_decode_githead",
+    ] {
+        let m = resized(
+            &common::shared().join(format!("models/{stem}.onnx")),
+            128,
+            160,
+            None,
+        );
+        let x = read_npy_file(common::shared().join("ref/yolox_nano_80c_128x160_op11/input.npy"))
+            .unwrap();
         let y = run_once(&m, &[&x], &[]).unwrap();
-        let raw = read_npy_file(common::shared().join("ref/yolox_nano_80c_128x160_op11/raw.npy")).unwrap();
+        let raw = read_npy_file(common::shared().join("ref/yolox_nano_80c_128x160_op11/raw.npy"))
+            .unwrap();
         let r = raw.to_f32();
-        let spec = postmerge::postprocess::HeadSpec::new(postmerge::postprocess::HeadKind::YoloxRaw, 80, 128, 160);
+        let spec = postmerge::postprocess::HeadSpec::new(
+            postmerge::postprocess::HeadKind::YoloxRaw,
+            80,
+            128,
+            160,
+        );
         let dec = postmerge::postprocess::decode(&r, 1, 420, &spec).unwrap();
         let got = y[0].1.to_f32();
         for i in 0..420 {
             let b = dec.box_at(0, i).unwrap();
-            let (cx, cy, w, h) = ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0, b[2] - b[0], b[3] - b[1]);
+            let (cx, cy, w, h) = (
+                (b[0] + b[2]) / 2.0,
+                (b[1] + b[3]) / 2.0,
+                b[2] - b[0],
+                b[3] - b[1],
+            );
             let row = &got[i * 85..i * 85 + 4];
             for (k, want) in [cx, cy, w, h].iter().enumerate() {
-                assert!((row[k] - want).abs() <= 1e-3 * want.abs().max(1.0) + 0.05, "{stem} anchor {i} col {k}: {} vs {want}", row[k]);
+                assert!(
+                    (row[k] - want).abs() <= 1e-3 * want.abs().max(1.0) + 0.05,
+                    "{stem} anchor {i} col {k}: {} vs {want}",
+                    row[k]
+                );
             }
         }
     }
@@ -98,14 +163,18 @@ fn synthetic(h: usize, w: usize, b: usize) -> Npy {
 fn goldlike_matches_its_native_exports_where_pools_stop_dividing_evenly() {
     let src = common::fixtures().join("goldlike_640x640.onnx");
     for (h, w) in [(96, 96), (256, 320), (384, 640), (736, 1280), (288, 1280)] {
-        let native = Model::load(&common::fixtures().join(format!("native/goldlike_{h}x{w}.onnx"))).unwrap();
+        let native =
+            Model::load(&common::fixtures().join(format!("native/goldlike_{h}x{w}.onnx"))).unwrap();
         let m = resized(&src, h, w, None);
         assert_same_graph(&m, &native, &format!("goldlike -> {h}x{w}"));
         let x = synthetic(h as usize, w as usize, 1);
         let a = run_once(&m, &[&x], &[]).unwrap();
         let b = run_once(&native, &[&x], &[]).unwrap();
         assert_eq!(a[0].1.shape, b[0].1.shape);
-        assert!(max_rel(&a[0].1.to_f32(), &b[0].1.to_f32()) <= 1e-4, "{h}x{w}");
+        assert!(
+            max_rel(&a[0].1.to_f32(), &b[0].1.to_f32()) <= 1e-4,
+            "{h}x{w}"
+        );
     }
 }
 
@@ -113,16 +182,29 @@ fn goldlike_matches_its_native_exports_where_pools_stop_dividing_evenly() {
 fn every_tensor_has_the_inferred_shape_at_new_sizes() {
     // the real Gold-YOLO at sizes with no native export: run in tract with every tensor exposed
     for (h, w) in [(96, 96), (256, 320)] {
-        let m = resized(&common::shared().join("models/gold_yolo_n_80c_640x640_op13.onnx"), h, w, None);
+        let m = resized(
+            &common::shared().join("models/gold_yolo_n_80c_640x640_op13.onnx"),
+            h,
+            w,
+            None,
+        );
         let shapes = postmerge::shape::infer(&m, &HashMap::new()).unwrap();
         assert!(shapes.unknown.is_empty(), "{:?}", shapes.unknown);
-        let names: Vec<String> = m.graph().node.iter().filter(|n| n.op_type() != "Constant").flat_map(|n| n.output.clone()).collect();
+        let names: Vec<String> = m
+            .graph()
+            .node
+            .iter()
+            .filter(|n| n.op_type() != "Constant")
+            .flat_map(|n| n.output.clone())
+            .collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let x = synthetic(h as usize, w as usize, 1);
         let outs = run_once(&m, &[&x], &refs).unwrap();
         let mut checked = 0;
         for (name, t) in &outs {
-            let Some(s) = shapes.shape(name) else { continue };
+            let Some(s) = shapes.shape(name) else {
+                continue;
+            };
             let want: Vec<usize> = s.iter().map(|d| d.known().unwrap() as usize).collect();
             assert_eq!(t.shape, want, "{h}x{w}: tensor `{name}`");
             checked += 1;
@@ -157,18 +239,36 @@ fn flipped(x: &Npy) -> Npy {
 
 #[test]
 fn batch_four_and_dynamic_batch_give_per_image_batch_one_results() {
-    for stem in ["yolox_nano_80c_128x160_op11", "gold_yolo_n_80c_128x160_op13"] {
+    for stem in [
+        "yolox_nano_80c_128x160_op11",
+        "gold_yolo_n_80c_128x160_op13",
+    ] {
         let src = common::shared().join(format!("models/{stem}.onnx"));
         let one = Model::load(&src).unwrap();
         let x0 = read_npy_file(common::shared().join(format!("ref/{stem}/input.npy"))).unwrap();
-        let imgs = [x0.clone(), flipped(&x0), synthetic(128, 160, 1), flipped(&synthetic(128, 160, 1))];
-        let singles: Vec<Vec<f32>> = imgs.iter().map(|x| run_once(&one, &[x], &[]).unwrap()[0].1.to_f32()).collect();
+        let imgs = [
+            x0.clone(),
+            flipped(&x0),
+            synthetic(128, 160, 1),
+            flipped(&synthetic(128, 160, 1)),
+        ];
+        let singles: Vec<Vec<f32>> = imgs
+            .iter()
+            .map(|x| run_once(&one, &[x], &[]).unwrap()[0].1.to_f32())
+            .collect();
         let refs: Vec<&Npy> = imgs.iter().collect();
         let batch = stack(&refs);
         for spec in [BatchSpec::Static(4), BatchSpec::Dynamic] {
             let m = resized(&src, 128, 160, Some(spec.clone()));
-            let want_dim = if spec == BatchSpec::Dynamic { Dim::Sym("batch".into()) } else { Dim::Known(4) };
-            assert_eq!(postmerge::shape::vi_shape(&m.graph().input[0]).unwrap()[0], want_dim);
+            let want_dim = if spec == BatchSpec::Dynamic {
+                Dim::Sym("batch".into())
+            } else {
+                Dim::Known(4)
+            };
+            assert_eq!(
+                postmerge::shape::vi_shape(&m.graph().input[0]).unwrap()[0],
+                want_dim
+            );
             let out = run_once(&m, &[&batch], &[]).unwrap();
             let all = out[0].1.to_f32();
             assert_eq!(out[0].1.shape[0], 4);
@@ -193,7 +293,12 @@ fn batch_four_and_dynamic_batch_give_per_image_batch_one_results() {
                     postmerge::passes::merge::merge(&mut m1, &Default::default()).unwrap();
                     run_once(&m1, &[&imgs[i]], &[]).unwrap()[0].1.shape[0]
                 };
-                assert_eq!(seen[i], single, "{stem} {spec:?} image {i} ({} values)", s.len());
+                assert_eq!(
+                    seen[i],
+                    single,
+                    "{stem} {spec:?} image {i} ({} values)",
+                    s.len()
+                );
             }
         }
     }
@@ -203,13 +308,38 @@ fn batch_four_and_dynamic_batch_give_per_image_batch_one_results() {
 fn merge_with_size_equals_the_reference_on_the_native_export() {
     // merge --size 128x160 of the 640x640 export vs the reference post-process of the native
     // 128x160 export's raw output (both run in tract on the native reference input)
-    for (from, to) in [("gold_yolo_n_80c_640x640_op13", "gold_yolo_n_80c_128x160_op13"), ("yolox_nano_80c_640x640_op11", "yolox_nano_80c_128x160_op11")] {
-        let mut m = resized(&common::shared().join(format!("models/{from}.onnx")), 128, 160, None);
+    for (from, to) in [
+        (
+            "gold_yolo_n_80c_640x640_op13",
+            "gold_yolo_n_80c_128x160_op13",
+        ),
+        ("yolox_nano_80c_640x640_op11", "yolox_nano_80c_128x160_op11"),
+    ] {
+        let mut m = resized(
+            &common::shared().join(format!("models/{from}.onnx")),
+            128,
+            160,
+            None,
+        );
         postmerge::passes::merge::merge(&mut m, &Default::default()).unwrap();
         let native = Model::load(&common::shared().join(format!("models/{to}.onnx"))).unwrap();
         let x = read_npy_file(common::shared().join(format!("ref/{to}/input.npy"))).unwrap();
-        let r = postmerge::check::check_models(&native, &m, &postmerge::check::CheckOptions { input: postmerge::check::CheckInput::Npy(common::shared().join(format!("ref/{to}/input.npy"))), tol: Default::default() }).unwrap();
-        assert!(r.ok && r.steps.iter().all(|s| s.ok == Some(true)), "{}", postmerge::check::render_report(&r));
+        let r = postmerge::check::check_models(
+            &native,
+            &m,
+            &postmerge::check::CheckOptions {
+                input: postmerge::check::CheckInput::Npy(
+                    common::shared().join(format!("ref/{to}/input.npy")),
+                ),
+                tol: Default::default(),
+            },
+        )
+        .unwrap();
+        assert!(
+            r.ok && r.steps.iter().all(|s| s.ok == Some(true)),
+            "{}",
+            postmerge::check::render_report(&r)
+        );
         let _ = x;
     }
 }
@@ -217,20 +347,59 @@ fn merge_with_size_equals_the_reference_on_the_native_export() {
 #[test]
 fn sizes_the_model_cannot_take_are_refused_before_any_work() {
     let src = common::shared().join("models/yolox_nano_80c_640x640_op11.onnx");
-    for (h, w, msg) in [(100, 160, "multiples of the largest stride 32"), (0, 160, "must be positive"), (-32, 64, "must be positive"), (65536, 64, "larger than 8192")] {
+    for (h, w, msg) in [
+        (100, 160, "multiples of the largest stride 32"),
+        (0, 160, "must be positive"),
+        (-32, 64, "must be positive"),
+        (65536, 64, "larger than 8192"),
+    ] {
         let mut m = Model::load(&src).unwrap();
-        let e = resize(&mut m, &ResizeOptions { height: h, width: w, batch: None }).unwrap_err().to_string();
+        let e = resize(
+            &mut m,
+            &ResizeOptions {
+                height: h,
+                width: w,
+                batch: None,
+            },
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains(msg), "{h}x{w}: {e}");
     }
     let mut m = Model::load(&src).unwrap();
     postmerge::passes::merge::merge(&mut m, &Default::default()).unwrap();
-    let e = resize(&mut m, &ResizeOptions { height: 128, width: 160, batch: None }).unwrap_err().to_string();
+    let e = resize(
+        &mut m,
+        &ResizeOptions {
+            height: 128,
+            width: 160,
+            batch: None,
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("resize first, then merge"), "{e}");
     // CLI: bad size strings and patterns
-    let (code, _, err) = common::run(&["resize", src.to_str().unwrap(), "-o", "/tmp/x.onnx", "--size", "128x160", "--size", "256x320"]);
+    let (code, _, err) = common::run(&[
+        "resize",
+        src.to_str().unwrap(),
+        "-o",
+        "/tmp/x.onnx",
+        "--size",
+        "128x160",
+        "--size",
+        "256x320",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("output pattern with {h} and {w}"), "{err}");
-    let (code, _, err) = common::run(&["resize", src.to_str().unwrap(), "-o", "/tmp/x.onnx", "--size", "128by160"]);
+    let (code, _, err) = common::run(&[
+        "resize",
+        src.to_str().unwrap(),
+        "-o",
+        "/tmp/x.onnx",
+        "--size",
+        "128by160",
+    ]);
     assert_eq!(code, 2);
     assert!(err.contains("is not HxW"), "{err}");
 }
@@ -238,9 +407,19 @@ fn sizes_the_model_cannot_take_are_refused_before_any_work() {
 #[test]
 fn diff_snapshot_of_goldlike_640_vs_resized_128x160() {
     let a = Model::load(&common::fixtures().join("goldlike_640x640.onnx")).unwrap();
-    let b = resized(&common::fixtures().join("goldlike_640x640.onnx"), 128, 160, None);
+    let b = resized(
+        &common::fixtures().join("goldlike_640x640.onnx"),
+        128,
+        160,
+        None,
+    );
     let text = postmerge::diff::render(&postmerge::diff::diff(&a, &b).unwrap());
-    common::settings("resize").bind(|| insta::assert_snapshot!("goldlike_640x640_to_128x160", text));
+    common::settings("resize")
+        .bind(|| insta::assert_snapshot!("goldlike_640x640_to_128x160", text));
     // and the resized model equals the native 128x160 fixture
-    assert_same_graph(&b, &Model::load(&common::fixtures().join("goldlike_128x160.onnx")).unwrap(), "goldlike 128x160");
+    assert_same_graph(
+        &b,
+        &Model::load(&common::fixtures().join("goldlike_128x160.onnx")).unwrap(),
+        "goldlike 128x160",
+    );
 }

@@ -14,7 +14,8 @@ use postmerge::postprocess::{decode, nms, render, HeadKind, HeadSpec, Layout, Nm
 
 fn yolox() -> (Model, postmerge::npy::Npy) {
     let m = Model::load(&common::shared().join("models/yolox_nano_80c_640x640_op11.onnx")).unwrap();
-    let x = read_npy_file(common::shared().join("ref/yolox_nano_80c_640x640_op11/input.npy")).unwrap();
+    let x =
+        read_npy_file(common::shared().join("ref/yolox_nano_80c_640x640_op11/input.npy")).unwrap();
     (m, x)
 }
 
@@ -22,7 +23,13 @@ fn yolox() -> (Model, postmerge::npy::Npy) {
 fn run_pinto(m: &Model, x: &postmerge::npy::Npy, params: NmsParams) -> usize {
     let outs = postmerge::run::run_once(m, &[x], &["output"]).unwrap();
     let head = &outs.iter().find(|(n, _)| n == "output").unwrap().1;
-    let dec = decode(head.as_f32().unwrap(), 1, 8400, &HeadSpec::new(HeadKind::YoloxRaw, 80, 640, 640)).unwrap();
+    let dec = decode(
+        head.as_f32().unwrap(),
+        1,
+        8400,
+        &HeadSpec::new(HeadKind::YoloxRaw, 80, 640, 640),
+    )
+    .unwrap();
     let sel = nms(&dec, &params).unwrap();
     let exp = render(&Layout::Pinto, &dec, &sel).unwrap();
     let cmp = compare_outputs(&Layout::Pinto, &exp, &outs, Tolerance::default()).unwrap();
@@ -33,7 +40,10 @@ fn run_pinto(m: &Model, x: &postmerge::npy::Npy, params: NmsParams) -> usize {
 fn value(m: &Model, name: &str) -> Vec<f64> {
     let g = m.graph();
     let ix = GraphIndex::build(g);
-    let t = constant(g, &ix, name).map(|(_, t)| t).or_else(|| ix.initializer.get(name).map(|&i| g.initializer[i].clone())).unwrap();
+    let t = constant(g, &ix, name)
+        .map(|(_, t)| t)
+        .or_else(|| ix.initializer.get(name).map(|&i| g.initializer[i].clone()))
+        .unwrap();
     m.tensor_values(&t).unwrap().as_f64()
 }
 
@@ -42,28 +52,93 @@ fn set_on_our_merge_changes_results_as_the_thresholds_say() {
     let (mut m, x) = yolox();
     merge(&mut m, &MergeOptions::default()).unwrap();
     let before = run_pinto(&m, &x, NmsParams::default());
-    let ch = set(&mut m, &SetOptions { score_threshold: Some(0.5), ..Default::default() }).unwrap();
+    let ch = set(
+        &mut m,
+        &SetOptions {
+            score_threshold: Some(0.5),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ch.len(), 1);
-    assert_eq!(ch[0].tensor, "main01_score_threshold", "PINTO's names are kept");
+    assert_eq!(
+        ch[0].tensor, "main01_score_threshold",
+        "PINTO's names are kept"
+    );
     assert_eq!(value(&m, "main01_score_threshold"), vec![0.5]);
-    let after = run_pinto(&m, &x, NmsParams { score_threshold: 0.5, ..NmsParams::default() });
-    assert!(after < before, "{after} rows at score 0.5 vs {before} at 0.25");
-    set(&mut m, &SetOptions { max_per_class: Some(1), iou_threshold: Some(0.2), ..Default::default() }).unwrap();
-    let capped = run_pinto(&m, &x, NmsParams { score_threshold: 0.5, iou_threshold: 0.2, max_per_class: 1, agnostic: false });
+    let after = run_pinto(
+        &m,
+        &x,
+        NmsParams {
+            score_threshold: 0.5,
+            ..NmsParams::default()
+        },
+    );
+    assert!(
+        after < before,
+        "{after} rows at score 0.5 vs {before} at 0.25"
+    );
+    set(
+        &mut m,
+        &SetOptions {
+            max_per_class: Some(1),
+            iou_threshold: Some(0.2),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let capped = run_pinto(
+        &m,
+        &x,
+        NmsParams {
+            score_threshold: 0.5,
+            iou_threshold: 0.2,
+            max_per_class: 1,
+            agnostic: false,
+        },
+    );
     assert!(capped <= 80 && capped < after, "{capped}");
 }
 
 #[test]
 fn set_updates_graph_input_defaults() {
     let (mut m, x) = yolox();
-    merge(&mut m, &MergeOptions { thresholds: Thresholds::Inputs, ..MergeOptions::default() }).unwrap();
-    let ch = set(&mut m, &SetOptions { score_threshold: Some(0.6), ..Default::default() }).unwrap();
+    merge(
+        &mut m,
+        &MergeOptions {
+            thresholds: Thresholds::Inputs,
+            ..MergeOptions::default()
+        },
+    )
+    .unwrap();
+    let ch = set(
+        &mut m,
+        &SetOptions {
+            score_threshold: Some(0.6),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert!(ch[0].how.contains("default of graph input"), "{:?}", ch[0]);
-    assert_eq!(value(&m, "main01_score_threshold"), vec![0.6000000238418579]);
+    assert_eq!(
+        value(&m, "main01_score_threshold"),
+        vec![0.6000000238418579]
+    );
     // graph inputs stay inputs
-    assert!(m.graph().input.iter().any(|i| i.name() == "main01_score_threshold"));
+    assert!(m
+        .graph()
+        .input
+        .iter()
+        .any(|i| i.name() == "main01_score_threshold"));
     // tract treats initializer-backed inputs as constants: the new default applies
-    let n = run_pinto(&m, &x, NmsParams { score_threshold: 0.6, ..NmsParams::default() });
+    let n = run_pinto(
+        &m,
+        &x,
+        NmsParams {
+            score_threshold: 0.6,
+            ..NmsParams::default()
+        },
+    );
     assert!(n > 0);
 }
 
@@ -73,14 +148,43 @@ fn a_shared_constant_is_copied_not_changed() {
     merge(&mut m, &MergeOptions::default()).unwrap();
     // another consumer of the IoU constant
     let g = m.graph_mut();
-    g.node.push(postmerge::graph::make_node("Identity", "other_user", &["main01_iou_threshold"], &["other_out"], vec![]));
-    g.output.push(postmerge::shape::make_vi("other_out", 1, &[postmerge::shape::Dim::Known(1)]));
-    let ch = set(&mut m, &SetOptions { iou_threshold: Some(0.3), ..Default::default() }).unwrap();
+    g.node.push(postmerge::graph::make_node(
+        "Identity",
+        "other_user",
+        &["main01_iou_threshold"],
+        &["other_out"],
+        vec![],
+    ));
+    g.output.push(postmerge::shape::make_vi(
+        "other_out",
+        1,
+        &[postmerge::shape::Dim::Known(1)],
+    ));
+    let ch = set(
+        &mut m,
+        &SetOptions {
+            iou_threshold: Some(0.3),
+            ..Default::default()
+        },
+    )
+    .unwrap();
     assert_eq!(ch[0].tensor, "main01_iou_threshold_mod");
     assert!(ch[0].how.contains("shared"));
-    assert_eq!(value(&m, "main01_iou_threshold"), vec![0.4000000059604645], "other consumer unchanged");
-    assert_eq!(value(&m, "main01_iou_threshold_mod"), vec![0.30000001192092896]);
-    let nms = m.graph().node.iter().find(|n| n.op_type() == "NonMaxSuppression").unwrap();
+    assert_eq!(
+        value(&m, "main01_iou_threshold"),
+        vec![0.4000000059604645],
+        "other consumer unchanged"
+    );
+    assert_eq!(
+        value(&m, "main01_iou_threshold_mod"),
+        vec![0.30000001192092896]
+    );
+    let nms = m
+        .graph()
+        .node
+        .iter()
+        .find(|n| n.op_type() == "NonMaxSuppression")
+        .unwrap();
     assert_eq!(nms.input[3], "main01_iou_threshold_mod");
 }
 
@@ -88,24 +192,41 @@ fn a_shared_constant_is_copied_not_changed() {
 fn set_retunes_the_gold_yolo_end2end_ort_export() {
     let p = common::shared().join("models/gold_yolo_n_80c_640x640_op13_e2e_ort.onnx");
     let mut m = Model::load(&p).unwrap();
-    let ch = set(&mut m, &SetOptions { score_threshold: Some(0.5), iou_threshold: Some(0.3), max_per_class: Some(10) }).unwrap();
+    let ch = set(
+        &mut m,
+        &SetOptions {
+            score_threshold: Some(0.5),
+            iou_threshold: Some(0.3),
+            max_per_class: Some(10),
+        },
+    )
+    .unwrap();
     assert_eq!(ch.len(), 3);
     for c in &ch {
         assert!(c.how.starts_with("Constant node"), "{c:?}");
     }
     assert_eq!(ch[0].old, "[100]");
     assert_eq!(value(&m, "/end2end/Constant_14_output_0"), vec![10.0]);
-    assert_eq!(value(&m, "/end2end/Constant_15_output_0"), vec![0.30000001192092896]);
+    assert_eq!(
+        value(&m, "/end2end/Constant_15_output_0"),
+        vec![0.30000001192092896]
+    );
     assert_eq!(value(&m, "/end2end/Constant_16_output_0"), vec![0.5]);
     // runs: fewer detections, all above the new threshold, at most 10 per class
-    let x = read_npy_file(common::shared().join("ref/gold_yolo_n_80c_640x640_op13_e2e_ort/input.npy")).unwrap();
+    let x =
+        read_npy_file(common::shared().join("ref/gold_yolo_n_80c_640x640_op13_e2e_ort/input.npy"))
+            .unwrap();
     let outs = postmerge::run::run_once(&m, &[&x], &[]).unwrap();
     let get = |n: &str| outs.iter().find(|(k, _)| k == n).unwrap().1.clone();
     let num = get("num_dets").to_i64().unwrap()[0] as usize;
     assert!(num > 0 && num < 634, "{num}");
     let scores = get("det_scores").to_f32();
     let classes = get("det_classes").to_i64().unwrap();
-    assert!(scores[..num].iter().all(|&s| s > 0.5), "{:?}", &scores[..num]);
+    assert!(
+        scores[..num].iter().all(|&s| s > 0.5),
+        "{:?}",
+        &scores[..num]
+    );
     let mut per = std::collections::HashMap::new();
     for &c in &classes[..num] {
         *per.entry(c).or_insert(0) += 1;
@@ -116,7 +237,15 @@ fn set_retunes_the_gold_yolo_end2end_ort_export() {
 #[test]
 fn set_on_a_model_without_nms_is_a_clear_error() {
     let (mut m, _) = yolox();
-    let e = set(&mut m, &SetOptions { score_threshold: Some(0.5), ..Default::default() }).unwrap_err().to_string();
+    let e = set(
+        &mut m,
+        &SetOptions {
+            score_threshold: Some(0.5),
+            ..Default::default()
+        },
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("no NonMaxSuppression node"), "{e}");
     let e = set(&mut m, &SetOptions::default()).unwrap_err().to_string();
     assert!(e.contains("nothing to set"), "{e}");

@@ -17,7 +17,13 @@ fn every_node_of_every_model_is_inferred_and_outputs_match_declarations() {
         let s = infer(&m, &HashMap::new()).unwrap();
         if stem.ends_with("_e2e_ort") {
             // the end2end graph's `If` has subgraphs: only what follows it is unknown
-            assert!(s.unknown.iter().all(|u| u.contains("If") || u.contains("/end2end/")), "{stem}: {:?}", s.unknown);
+            assert!(
+                s.unknown
+                    .iter()
+                    .all(|u| u.contains("If") || u.contains("/end2end/")),
+                "{stem}: {:?}",
+                s.unknown
+            );
             continue;
         }
         if stem.starts_with("rich") {
@@ -25,14 +31,23 @@ fn every_node_of_every_model_is_inferred_and_outputs_match_declarations() {
         }
         assert!(s.unknown.is_empty(), "{stem}: {:?}", s.unknown);
         for o in &m.graph().output {
-            assert_eq!(s.shape(o.name()), vi_shape(o).as_ref(), "{stem}: output {}", o.name());
+            assert_eq!(
+                s.shape(o.name()),
+                vi_shape(o).as_ref(),
+                "{stem}: output {}",
+                o.name()
+            );
         }
     }
 }
 
 #[test]
 fn symbolic_batch_flows_to_the_outputs() {
-    for stem in ["yolox_nano_80c_128x160_op11", "gold_yolo_n_80c_128x160_op13", "yolox_nano_80c_640x640_op11_sim"] {
+    for stem in [
+        "yolox_nano_80c_128x160_op11",
+        "gold_yolo_n_80c_128x160_op13",
+        "yolox_nano_80c_640x640_op11_sim",
+    ] {
         let m = Model::load(&common::shared().join(format!("models/{stem}.onnx"))).unwrap();
         let mut ov = HashMap::new();
         let mut shape = vi_shape(&m.graph().input[0]).unwrap();
@@ -48,18 +63,35 @@ fn symbolic_batch_flows_to_the_outputs() {
             assert!(matches!(out[1], Dim::Sym(_)), "{stem}: {out:?}");
         } else {
             assert_eq!(out[0], Dim::Sym("batch".into()), "{stem}: {out:?}");
-            assert_eq!(out[1].known(), vi_shape(&m.graph().output[0]).unwrap()[1].known(), "{stem}");
+            assert_eq!(
+                out[1].known(),
+                vi_shape(&m.graph().output[0]).unwrap()[1].known(),
+                "{stem}"
+            );
         }
     }
 }
 
 #[test]
 fn the_vendored_proto_and_the_supported_ir_version_agree() {
-    let proto = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/onnx.proto")).unwrap();
-    let line = proto.lines().find(|l| l.trim_start().starts_with("IR_VERSION =")).unwrap();
-    let hex = line.split("0x").nth(1).unwrap().trim_end_matches(';').trim();
+    let proto =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/onnx.proto")).unwrap();
+    let line = proto
+        .lines()
+        .find(|l| l.trim_start().starts_with("IR_VERSION ="))
+        .unwrap();
+    let hex = line
+        .split("0x")
+        .nth(1)
+        .unwrap()
+        .trim_end_matches(';')
+        .trim();
     let v = i64::from_str_radix(hex, 16).unwrap();
     assert_eq!(v, postmerge::model::SUPPORTED_IR_VERSION);
-    let upstream = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/UPSTREAM.md")).unwrap();
-    assert!(upstream.contains(&format!("({v})")), "proto/UPSTREAM.md must state IR {v}");
+    let upstream =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/UPSTREAM.md")).unwrap();
+    assert!(
+        upstream.contains(&format!("({v})")),
+        "proto/UPSTREAM.md must state IR {v}"
+    );
 }

@@ -63,7 +63,18 @@ pub struct MergeOptions {
 
 impl Default for MergeOptions {
     fn default() -> Self {
-        MergeOptions { score_threshold: 0.25, iou_threshold: 0.40, max_per_class: 20, max_det: 100, layout: None, agnostic: false, thresholds: Thresholds::Const, opset: None, family: None, normalize_boxes: false }
+        MergeOptions {
+            score_threshold: 0.25,
+            iou_threshold: 0.40,
+            max_per_class: 20,
+            max_det: 100,
+            layout: None,
+            agnostic: false,
+            thresholds: Thresholds::Const,
+            opset: None,
+            family: None,
+            normalize_boxes: false,
+        }
     }
 }
 
@@ -81,10 +92,26 @@ pub struct MergeReport {
 /// Ops whose inputs/attributes changed meaning at the given opset: raising the opset across one of
 /// these versions would silently change the model, so it is refused.
 const SIGNATURE_CHANGES: &[(&str, i64)] = &[
-    ("Slice", 10), ("Upsample", 10), ("Resize", 11), ("Resize", 13), ("Clip", 11), ("Pad", 11), ("TopK", 10),
-    ("TopK", 11), ("Unsqueeze", 13), ("Squeeze", 13), ("ReduceSum", 13), ("Split", 13), ("Split", 18),
-    ("ReduceMax", 18), ("ReduceMin", 18), ("ReduceMean", 18), ("Dropout", 12), ("BatchNormalization", 14),
-    ("Resize", 18), ("Resize", 19),
+    ("Slice", 10),
+    ("Upsample", 10),
+    ("Resize", 11),
+    ("Resize", 13),
+    ("Clip", 11),
+    ("Pad", 11),
+    ("TopK", 10),
+    ("TopK", 11),
+    ("Unsqueeze", 13),
+    ("Squeeze", 13),
+    ("ReduceSum", 13),
+    ("Split", 13),
+    ("Split", 18),
+    ("ReduceMax", 18),
+    ("ReduceMin", 18),
+    ("ReduceMean", 18),
+    ("Dropout", 12),
+    ("BatchNormalization", 14),
+    ("Resize", 18),
+    ("Resize", 19),
 ];
 
 fn check_opset_raise(m: &Model, from: i64, to: i64) -> Result<()> {
@@ -95,7 +122,10 @@ fn check_opset_raise(m: &Model, from: i64, to: i64) -> Result<()> {
         if !n.domain().is_empty() {
             continue;
         }
-        if let Some((_, v)) = SIGNATURE_CHANGES.iter().find(|(op, v)| *op == n.op_type() && *v > from && *v <= to) {
+        if let Some((_, v)) = SIGNATURE_CHANGES
+            .iter()
+            .find(|(op, v)| *op == n.op_type() && *v > from && *v <= to)
+        {
             bail!("raising the opset from {from} to {to} would change the meaning of {} (its definition changed at opset {v}); keep the model's opset or convert the model first", crate::graph::describe(n));
         }
     }
@@ -121,7 +151,11 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         head.family = f;
     }
     if !(0.0..=1.0).contains(&opts.iou_threshold) || !opts.score_threshold.is_finite() {
-        bail!("--iou must be in [0, 1] and --score finite (got {} / {})", opts.iou_threshold, opts.score_threshold);
+        bail!(
+            "--iou must be in [0, 1] and --score finite (got {} / {})",
+            opts.iou_threshold,
+            opts.score_threshold
+        );
     }
     if opts.max_per_class <= 0 {
         bail!("--max-per-class must be at least 1 (0 means \"none\" in onnxruntime but \"unlimited\" in tract)");
@@ -131,8 +165,12 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         _ => Layout::Pinto,
     });
     let layout = match layout {
-        Layout::Trt { .. } => Layout::Trt { max_det: opts.max_det },
-        Layout::Ultralytics { .. } => Layout::Ultralytics { max_det: opts.max_det },
+        Layout::Trt { .. } => Layout::Trt {
+            max_det: opts.max_det,
+        },
+        Layout::Ultralytics { .. } => Layout::Ultralytics {
+            max_det: opts.max_det,
+        },
         l => l,
     };
     if opts.max_det == 0 {
@@ -142,10 +180,14 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     let cur = default_opset(&m.proto);
     let opset = match opts.opset {
         Some(v) if v < 10 => bail!("--opset {v}: NonMaxSuppression needs opset 10 or later"),
-        Some(v) if v < cur => bail!("--opset {v} is lower than the model's opset {cur}; lowering is not supported"),
+        Some(v) if v < cur => {
+            bail!("--opset {v} is lower than the model's opset {cur}; lowering is not supported")
+        }
         Some(v) => v,
         None if cur < 10 => {
-            notes.push(format!("opset raised from {cur} to 11: NonMaxSuppression needs opset 10 or later"));
+            notes.push(format!(
+                "opset raised from {cur} to 11: NonMaxSuppression needs opset 10 or later"
+            ));
             11
         }
         None => cur,
@@ -165,18 +207,39 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     // the head output stops being a graph output
     let old_outputs: Vec<ValueInfoProto> = std::mem::take(&mut g.output);
     let mut b = Builder::new(g, PREFIX, opset);
-    let (boxes, scores) = append_decode(&mut b, &head, &out, n_boxes, classes, opts.normalize_boxes)?;
+    let (boxes, scores) =
+        append_decode(&mut b, &head, &out, n_boxes, classes, opts.normalize_boxes)?;
 
     let new_outputs: Vec<ValueInfoProto>;
     let f32t = DataType::Float as i32;
     let i32t = DataType::Int32 as i32;
     match layout {
         Layout::Decoded => {
-            b.op_named("Identity", &format!("{PREFIX}boxes"), &[&boxes], &["boxes"], vec![]);
-            b.op_named("Identity", &format!("{PREFIX}scores"), &[&scores], &["scores"], vec![]);
+            b.op_named(
+                "Identity",
+                &format!("{PREFIX}boxes"),
+                &[&boxes],
+                &["boxes"],
+                vec![],
+            );
+            b.op_named(
+                "Identity",
+                &format!("{PREFIX}scores"),
+                &[&scores],
+                &["scores"],
+                vec![],
+            );
             new_outputs = vec![
-                make_vi("boxes", f32t, &[batch.clone(), Dim::Known(n_boxes), Dim::Known(4)]),
-                make_vi("scores", f32t, &[batch.clone(), Dim::Known(n_boxes), Dim::Known(classes)]),
+                make_vi(
+                    "boxes",
+                    f32t,
+                    &[batch.clone(), Dim::Known(n_boxes), Dim::Known(4)],
+                ),
+                make_vi(
+                    "scores",
+                    f32t,
+                    &[batch.clone(), Dim::Known(n_boxes), Dim::Known(classes)],
+                ),
             ];
         }
         _ => {
@@ -184,7 +247,11 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
             // selected rows: batch, class, box
             let sel_b = b.slice(&sel, &[0], &[1], &[1]);
             let box_idx_cols = b.const_i64("batch_box_cols", &[2], &[0, 2]);
-            let sel_bb = b.op("Gather", &[&sel, &box_idx_cols], vec![make_attr_i("axis", 1)]);
+            let sel_bb = b.op(
+                "Gather",
+                &[&sel, &box_idx_cols],
+                vec![make_attr_i("axis", 1)],
+            );
             let det_boxes = b.op("GatherND", &[&boxes, &sel_bb], vec![]); // [M,4]
             let det_scores = b.op("GatherND", &[&nms_scores, &sel], vec![]); // [M]
             let det_class_i64 = match &argmax {
@@ -201,26 +268,75 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                     let cf = b.cast(&cls1, DataType::Float);
                     let sc = b.unsqueeze(&det_scores, &[1]);
                     let (name, parts): (&str, Vec<&str>) = if layout == Layout::Pinto {
-                        ("batchno_classid_score_x1y1x2y2", vec![&bf, &cf, &sc, &det_boxes])
+                        (
+                            "batchno_classid_score_x1y1x2y2",
+                            vec![&bf, &cf, &sc, &det_boxes],
+                        )
                     } else {
-                        ("batchno_classid_x1y1x2y2_score", vec![&bf, &cf, &det_boxes, &sc])
+                        (
+                            "batchno_classid_x1y1x2y2_score",
+                            vec![&bf, &cf, &det_boxes, &sc],
+                        )
                     };
-                    b.op_named("Concat", &format!("{PREFIX}output_concat"), &parts, &[name], vec![make_attr_i("axis", 1)]);
+                    b.op_named(
+                        "Concat",
+                        &format!("{PREFIX}output_concat"),
+                        &parts,
+                        &[name],
+                        vec![make_attr_i("axis", 1)],
+                    );
                     new_outputs = vec![make_vi(name, f32t, &[Dim::Sym("N".into()), Dim::Known(7)])];
                 }
                 Layout::Trt { max_det } | Layout::Ultralytics { max_det } => {
                     let k = max_det as i64;
                     let sel_b1 = b.squeeze(&sel_b, &[1]); // [M]
-                    let (nd, db, ds, dc) = append_topk(&mut b, &out, &sel_b1, &det_boxes, &det_scores, &det_class_i64, k, &batch)?;
+                    let (nd, db, ds, dc) = append_topk(
+                        &mut b,
+                        &out,
+                        &sel_b1,
+                        &det_boxes,
+                        &det_scores,
+                        &det_class_i64,
+                        k,
+                        &batch,
+                    )?;
                     let zerof_out = b.const_f32("zero_class", &[1], &[0.0]);
                     if matches!(layout, Layout::Trt { .. }) {
-                        b.op_named("Identity", &format!("{PREFIX}num_dets"), &[&nd], &["num_dets"], vec![]);
-                        b.op_named("Identity", &format!("{PREFIX}det_boxes"), &[&db], &["det_boxes"], vec![]);
-                        b.op_named("Identity", &format!("{PREFIX}det_scores"), &[&ds], &["det_scores"], vec![]);
-                        b.op_named("Identity", &format!("{PREFIX}det_classes"), &[&dc], &["det_classes"], vec![]);
+                        b.op_named(
+                            "Identity",
+                            &format!("{PREFIX}num_dets"),
+                            &[&nd],
+                            &["num_dets"],
+                            vec![],
+                        );
+                        b.op_named(
+                            "Identity",
+                            &format!("{PREFIX}det_boxes"),
+                            &[&db],
+                            &["det_boxes"],
+                            vec![],
+                        );
+                        b.op_named(
+                            "Identity",
+                            &format!("{PREFIX}det_scores"),
+                            &[&ds],
+                            &["det_scores"],
+                            vec![],
+                        );
+                        b.op_named(
+                            "Identity",
+                            &format!("{PREFIX}det_classes"),
+                            &[&dc],
+                            &["det_classes"],
+                            vec![],
+                        );
                         new_outputs = vec![
                             make_vi("num_dets", i32t, &[batch.clone(), Dim::Known(1)]),
-                            make_vi("det_boxes", f32t, &[batch.clone(), Dim::Known(k), Dim::Known(4)]),
+                            make_vi(
+                                "det_boxes",
+                                f32t,
+                                &[batch.clone(), Dim::Known(k), Dim::Known(4)],
+                            ),
                             make_vi("det_scores", f32t, &[batch.clone(), Dim::Known(k)]),
                             make_vi("det_classes", i32t, &[batch.clone(), Dim::Known(k)]),
                         ];
@@ -231,8 +347,18 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                         let cf0 = b.cast(&dc, DataType::Float);
                         let cf = b.op("Max", &[&cf0, &zerof_out], vec![]);
                         let c3 = b.unsqueeze(&cf, &[2]);
-                        b.op_named("Concat", &format!("{PREFIX}output0"), &[&db, &s3, &c3], &["output0"], vec![make_attr_i("axis", 2)]);
-                        new_outputs = vec![make_vi("output0", f32t, &[batch.clone(), Dim::Known(k), Dim::Known(6)])];
+                        b.op_named(
+                            "Concat",
+                            &format!("{PREFIX}output0"),
+                            &[&db, &s3, &c3],
+                            &["output0"],
+                            vec![make_attr_i("axis", 2)],
+                        );
+                        new_outputs = vec![make_vi(
+                            "output0",
+                            f32t,
+                            &[batch.clone(), Dim::Known(k), Dim::Known(6)],
+                        )];
                     }
                 }
                 Layout::Decoded => unreachable!(),
@@ -272,7 +398,12 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         family: head.family,
         layout: layout.name().to_string(),
         opset,
-        outputs: m.graph().output.iter().map(|o| o.name().to_string()).collect(),
+        outputs: m
+            .graph()
+            .output
+            .iter()
+            .map(|o| o.name().to_string())
+            .collect(),
         appended_nodes: appended,
         notes,
     })
@@ -296,12 +427,22 @@ pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
 }
 
 /// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
-fn append_decode(b: &mut Builder, head: &Head, out: &str, n: i64, c: i64, normalize: bool) -> Result<(String, String)> {
+fn append_decode(
+    b: &mut Builder,
+    head: &Head,
+    out: &str,
+    n: i64,
+    c: i64,
+    normalize: bool,
+) -> Result<(String, String)> {
     let xy = b.slice(out, &[0], &[2], &[2]);
     let wh = b.slice(out, &[2], &[4], &[2]);
     let obj = b.slice(out, &[4], &[5], &[2]);
     let cls = b.slice(out, &[5], &[5 + c], &[2]);
-    let (w, h) = (head.width.unwrap_or(1) as f32, head.height.unwrap_or(1) as f32);
+    let (w, h) = (
+        head.width.unwrap_or(1) as f32,
+        head.height.unwrap_or(1) as f32,
+    );
     let (cxcy, whp, half) = if head.family == Family::YoloxRaw {
         let (grid, stride) = grid_tensors(head)?;
         let gname = b.init("grid", tensor_f32("", &[1, n, 2], &grid));
@@ -322,7 +463,11 @@ fn append_decode(b: &mut Builder, head: &Head, out: &str, n: i64, c: i64, normal
         // into the 0.5 of the corner conversion
         let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
         let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
-        (cxcy, wh, b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]))
+        (
+            cxcy,
+            wh,
+            b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
+        )
     } else {
         (xy, wh, b.const_f32("half", &[1], &[0.5]))
     };
@@ -335,33 +480,72 @@ fn append_decode(b: &mut Builder, head: &Head, out: &str, n: i64, c: i64, normal
 }
 
 /// NMS → (selected [M,3], the score tensor NMS saw [B,C',N], argmax classes [B,N] when agnostic).
-fn append_nms(b: &mut Builder, boxes: &str, scores: &str, opts: &MergeOptions, _ir: i64) -> Result<(String, String, Option<String>)> {
+fn append_nms(
+    b: &mut Builder,
+    boxes: &str,
+    scores: &str,
+    opts: &MergeOptions,
+    _ir: i64,
+) -> Result<(String, String, Option<String>)> {
     let (nms_scores, argmax) = if opts.agnostic {
         let mx = b.reduce("ReduceMax", scores, &[2], true); // [B,N,1]
-        let t = b.op("Transpose", &[&mx], vec![make_attr_ints("perm", &[0, 2, 1])]); // [B,1,N]
-        let am = b.op("ArgMax", &[scores], vec![make_attr_i("axis", 2), make_attr_i("keepdims", 0)]); // [B,N]
+        let t = b.op(
+            "Transpose",
+            &[&mx],
+            vec![make_attr_ints("perm", &[0, 2, 1])],
+        ); // [B,1,N]
+        let am = b.op(
+            "ArgMax",
+            &[scores],
+            vec![make_attr_i("axis", 2), make_attr_i("keepdims", 0)],
+        ); // [B,N]
         (t, Some(am))
     } else {
-        (b.op("Transpose", &[scores], vec![make_attr_ints("perm", &[0, 2, 1])]), None)
+        (
+            b.op(
+                "Transpose",
+                &[scores],
+                vec![make_attr_ints("perm", &[0, 2, 1])],
+            ),
+            None,
+        )
     };
     let max_out = b.init_named(tensor_i64("", &[1], &[opts.max_per_class]), MAX_OUT);
     let iou = b.init_named(tensor_f32("", &[1], &[opts.iou_threshold]), IOU);
     let score = b.init_named(tensor_f32("", &[1], &[opts.score_threshold]), SCORE);
     if opts.thresholds == Thresholds::Inputs {
         let g = &mut b.g;
-        g.input.push(make_vi(&max_out, DataType::Int64 as i32, &[Dim::Known(1)]));
-        g.input.push(make_vi(&iou, DataType::Float as i32, &[Dim::Known(1)]));
-        g.input.push(make_vi(&score, DataType::Float as i32, &[Dim::Known(1)]));
+        g.input
+            .push(make_vi(&max_out, DataType::Int64 as i32, &[Dim::Known(1)]));
+        g.input
+            .push(make_vi(&iou, DataType::Float as i32, &[Dim::Known(1)]));
+        g.input
+            .push(make_vi(&score, DataType::Float as i32, &[Dim::Known(1)]));
     }
     let sel = b.name("selected_indices");
-    b.op_named("NonMaxSuppression", NMS_NODE, &[boxes, &nms_scores, &max_out, &iou, &score], &[&sel], vec![make_attr_i("center_point_box", 0)]);
+    b.op_named(
+        "NonMaxSuppression",
+        NMS_NODE,
+        &[boxes, &nms_scores, &max_out, &iou, &score],
+        &[&sel],
+        vec![make_attr_i("center_point_box", 0)],
+    );
     Ok((sel, nms_scores, argmax))
 }
 
 /// Per-image top-K of the selections: (num_dets [B,1] i32, boxes [B,K,4], scores [B,K], classes
 /// [B,K] i32), sorted by descending score, padded with 0 / class -1. ONNX ops only.
 #[allow(clippy::too_many_arguments)]
-fn append_topk(b: &mut Builder, head_out: &str, sel_batch: &str, boxes: &str, scores: &str, classes: &str, k: i64, batch: &Dim) -> Result<(String, String, String, String)> {
+fn append_topk(
+    b: &mut Builder,
+    head_out: &str,
+    sel_batch: &str,
+    boxes: &str,
+    scores: &str,
+    classes: &str,
+    k: i64,
+    batch: &Dim,
+) -> Result<(String, String, String, String)> {
     // batch ids [B,1]
     let bids = match batch {
         Dim::Known(bn) => {
@@ -383,7 +567,7 @@ fn append_topk(b: &mut Builder, head_out: &str, sel_batch: &str, boxes: &str, sc
     let s1 = b.unsqueeze(scores, &[0]); // [1,M]
     let neg = b.const_f32("neg_one", &[1], &[-1.0]);
     let dense = b.op("Where", &[&eq, &s1, &neg], vec![]); // [B,M]
-    // K padding columns of -1: from a [B,1] slice of the head output so B follows the input
+                                                          // K padding columns of -1: from a [B,1] slice of the head output so B follows the input
     let col = b.slice(head_out, &[0, 0], &[1, 1], &[1, 2]); // [B,1,1]
     let zerof = b.const_f32("zero_f", &[1], &[0.0]);
     let colz = b.op("Mul", &[&col, &zerof], vec![]);
@@ -393,7 +577,16 @@ fn append_topk(b: &mut Builder, head_out: &str, sel_batch: &str, boxes: &str, sc
     let pad = b.op("Tile", &[&col2, &reps], vec![]); // [B,K]
     let full = b.op("Concat", &[&dense, &pad], vec![make_attr_i("axis", 1)]); // [B,M+K]
     let kk = b.const_i64("k", &[1], &[k]);
-    let tk = b.op_n("TopK", &[&full, &kk], 2, vec![make_attr_i("axis", 1), make_attr_i("largest", 1), make_attr_i("sorted", 1)]);
+    let tk = b.op_n(
+        "TopK",
+        &[&full, &kk],
+        2,
+        vec![
+            make_attr_i("axis", 1),
+            make_attr_i("largest", 1),
+            make_attr_i("sorted", 1),
+        ],
+    );
     let (vals, idx) = (tk[0].clone(), tk[1].clone());
     let thr = b.const_f32("valid_thr", &[1], &[-0.5]);
     let valid = b.op("Greater", &[&vals, &thr], vec![]); // [B,K]
@@ -401,7 +594,10 @@ fn append_topk(b: &mut Builder, head_out: &str, sel_batch: &str, boxes: &str, sc
     let num = b.reduce("ReduceSum", &valid_i, &[1], true); // [B,1] i32
     let det_scores = b.op("Where", &[&valid, &vals, &zerof], vec![]);
     // boxes: rows padded with K zero rows, gathered by idx, masked
-    let zb = b.init("zero_boxes", tensor_f32("", &[k, 4], &vec![0.0; (k * 4) as usize]));
+    let zb = b.init(
+        "zero_boxes",
+        tensor_f32("", &[k, 4], &vec![0.0; (k * 4) as usize]),
+    );
     let bpad = b.op("Concat", &[boxes, &zb], vec![make_attr_i("axis", 0)]); // [M+K,4]
     let gb = b.op("Gather", &[&bpad, &idx], vec![make_attr_i("axis", 0)]); // [B,K,4]
     let vf = b.cast(&valid, DataType::Float);
@@ -411,7 +607,10 @@ fn append_topk(b: &mut Builder, head_out: &str, sel_batch: &str, boxes: &str, sc
     let cpad = b.op("Concat", &[classes, &zc], vec![make_attr_i("axis", 0)]); // [M+K]
     let gc = b.op("Gather", &[&cpad, &idx], vec![make_attr_i("axis", 0)]); // [B,K] i64
     let gc32 = b.cast(&gc, DataType::Int32);
-    let m1 = b.init("minus_one_i32", crate::tensor::tensor_from_values("", &[1], &crate::tensor::Values::I32(vec![-1])));
+    let m1 = b.init(
+        "minus_one_i32",
+        crate::tensor::tensor_from_values("", &[1], &crate::tensor::Values::I32(vec![-1])),
+    );
     let det_classes = b.op("Where", &[&valid, &gc32, &m1], vec![]);
     let _ = make_attr_t; // (kept for future constant attributes)
     let _ = GraphIndex::default;

@@ -40,7 +40,10 @@ pub struct QuantPrepOptions {
 
 impl Default for QuantPrepOptions {
     fn default() -> Self {
-        QuantPrepOptions { opset: 13, max_fold_elems: 1 << 20 }
+        QuantPrepOptions {
+            opset: 13,
+            max_fold_elems: 1 << 20,
+        }
     }
 }
 
@@ -62,7 +65,22 @@ pub struct QuantPrepReport {
 }
 
 /// Ops that are never folded even with constant inputs.
-const NEVER_FOLD: &[&str] = &["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli", "If", "Loop", "Scan", "NonMaxSuppression", "Constant"];
+const NEVER_FOLD: &[&str] = &[
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "DynamicQuantizeLinear",
+    "RandomNormal",
+    "RandomUniform",
+    "RandomNormalLike",
+    "RandomUniformLike",
+    "Multinomial",
+    "Bernoulli",
+    "If",
+    "Loop",
+    "Scan",
+    "NonMaxSuppression",
+    "Constant",
+];
 
 /// Convert `Unsqueeze`/`Squeeze`/`ReduceSum`/`Split` from attribute to input form when crossing
 /// opset 13; refuse ops whose meaning changes in ways not converted here.
@@ -87,7 +105,14 @@ fn upgrade_opset(m: &mut Model, to: i64) -> Result<usize> {
             "Unsqueeze" | "Squeeze" | "ReduceSum" if from < 13 => {
                 if let Some(pos) = n.attribute.iter().position(|a| a.name() == "axes") {
                     let a = n.attribute.remove(pos);
-                    let name = names.fresh(&format!("{}_axes", if n.name().is_empty() { n.output[0].as_str() } else { n.name() }));
+                    let name = names.fresh(&format!(
+                        "{}_axes",
+                        if n.name().is_empty() {
+                            n.output[0].as_str()
+                        } else {
+                            n.name()
+                        }
+                    ));
                     new_inits.push(tensor_i64(&name, &[a.ints.len() as i64], &a.ints));
                     if n.input.len() < 2 {
                         n.input.push(name);
@@ -100,7 +125,14 @@ fn upgrade_opset(m: &mut Model, to: i64) -> Result<usize> {
             "Split" if from < 13 => {
                 if let Some(pos) = n.attribute.iter().position(|a| a.name() == "split") {
                     let a = n.attribute.remove(pos);
-                    let name = names.fresh(&format!("{}_split", if n.name().is_empty() { n.output[0].as_str() } else { n.name() }));
+                    let name = names.fresh(&format!(
+                        "{}_split",
+                        if n.name().is_empty() {
+                            n.output[0].as_str()
+                        } else {
+                            n.name()
+                        }
+                    ));
                     new_inits.push(tensor_i64(&name, &[a.ints.len() as i64], &a.ints));
                     n.input.push(name);
                     converted += 1;
@@ -128,7 +160,12 @@ fn remove_identity(g: &mut GraphProto) -> usize {
     let mut removed = BTreeSet::new();
     let mut rename: HashMap<String, String> = HashMap::new();
     for (i, n) in g.node.iter().enumerate() {
-        if matches!(n.op_type(), "Identity" | "Dropout") && n.domain().is_empty() && !n.input.is_empty() && !outputs.contains(&n.output[0]) && n.output.iter().skip(1).all(|o| o.is_empty()) {
+        if matches!(n.op_type(), "Identity" | "Dropout")
+            && n.domain().is_empty()
+            && !n.input.is_empty()
+            && !outputs.contains(&n.output[0])
+            && n.output.iter().skip(1).all(|o| o.is_empty())
+        {
             rename.insert(n.output[0].clone(), n.input[0].clone());
             removed.insert(i);
         }
@@ -156,23 +193,48 @@ fn fold_batchnorm(m: &mut Model) -> Result<usize> {
     let ix = GraphIndex::build(g);
     let mut plans = Vec::new();
     for (bi, bn) in g.node.iter().enumerate() {
-        if bn.op_type() != "BatchNormalization" || bn.output.iter().skip(1).any(|o| !o.is_empty()) || bn.input.len() < 5 {
+        if bn.op_type() != "BatchNormalization"
+            || bn.output.iter().skip(1).any(|o| !o.is_empty())
+            || bn.input.len() < 5
+        {
             continue;
         }
-        let Some(&ci) = ix.producer.get(&bn.input[0]) else { continue };
+        let Some(&ci) = ix.producer.get(&bn.input[0]) else {
+            continue;
+        };
         let conv = &g.node[ci];
-        if conv.op_type() != "Conv" || ix.consumers_of(&bn.input[0]).len() != 1 || ix.outputs.contains(&bn.input[0]) {
+        if conv.op_type() != "Conv"
+            || ix.consumers_of(&bn.input[0]).len() != 1
+            || ix.outputs.contains(&bn.input[0])
+        {
             continue;
         }
-        let get = |name: &str| -> Option<Vec<f64>> { crate::graph::constant_ref(g, &ix, name).and_then(|t| m.tensor_values(t).ok()).map(|v| v.as_f64()) };
-        let (Some(scale), Some(bias), Some(mean), Some(var)) = (get(&bn.input[1]), get(&bn.input[2]), get(&bn.input[3]), get(&bn.input[4])) else { continue };
-        let Some(wt) = crate::graph::constant_ref(g, &ix, &conv.input[1]) else { continue };
+        let get = |name: &str| -> Option<Vec<f64>> {
+            crate::graph::constant_ref(g, &ix, name)
+                .and_then(|t| m.tensor_values(t).ok())
+                .map(|v| v.as_f64())
+        };
+        let (Some(scale), Some(bias), Some(mean), Some(var)) = (
+            get(&bn.input[1]),
+            get(&bn.input[2]),
+            get(&bn.input[3]),
+            get(&bn.input[4]),
+        ) else {
+            continue;
+        };
+        let Some(wt) = crate::graph::constant_ref(g, &ix, &conv.input[1]) else {
+            continue;
+        };
         if wt.data_type() != DataType::Float as i32 || ix.consumers_of(&conv.input[1]).len() != 1 {
             continue;
         }
         let w = m.tensor_values(wt)?.as_f64();
         let cout = wt.dims[0] as usize;
-        if [scale.len(), bias.len(), mean.len(), var.len()].iter().any(|&l| l != cout) || cout == 0 {
+        if [scale.len(), bias.len(), mean.len(), var.len()]
+            .iter()
+            .any(|&l| l != cout)
+            || cout == 0
+        {
             continue;
         }
         let b0 = match conv.input.get(2).filter(|s| !s.is_empty()) {
@@ -203,7 +265,8 @@ fn fold_batchnorm(m: &mut Model) -> Result<usize> {
         let wname = names.fresh(&format!("{}_bnfolded_weight", g.node[ci].name()));
         let bname = names.fresh(&format!("{}_bnfolded_bias", g.node[ci].name()));
         g.initializer.push(tensor_f32(&wname, &dims, &nw));
-        g.initializer.push(tensor_f32(&bname, &[nb.len() as i64], &nb));
+        g.initializer
+            .push(tensor_f32(&bname, &[nb.len() as i64], &nb));
         let out = g.node[bi].output[0].clone();
         let conv = &mut g.node[ci];
         conv.input[1] = wname;
@@ -228,7 +291,11 @@ fn fold_constants(m: &mut Model, max_elems: usize) -> Result<(usize, usize)> {
     let mut inits = Vec::new();
     let mut constants = 0;
     for (i, n) in g.node.iter().enumerate() {
-        if !n.domain().is_empty() || n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty()) {
+        if !n.domain().is_empty()
+            || n.attribute
+                .iter()
+                .any(|a| a.g.is_some() || !a.graphs.is_empty())
+        {
             continue;
         }
         let is_const = n.op_type() == "Constant";
@@ -241,14 +308,18 @@ fn fold_constants(m: &mut Model, max_elems: usize) -> Result<(usize, usize)> {
         let mut made = Vec::new();
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             let Some(info) = shapes.get(o) else { break };
-            let (Some(v), Some(dims)) = (&info.value, info.static_shape()) else { break };
+            let (Some(v), Some(dims)) = (&info.value, info.static_shape()) else {
+                break;
+            };
             if numel(&dims) != Some(v.len()) || v.len() > max_elems {
                 break;
             }
             // keep the dtype inference reported (Shape → int64, Equal → bool, ...)
             let v = match DataType::try_from(info.dtype.unwrap_or(0)) {
                 Ok(DataType::Int64) => Values::I64(v.as_i64()),
-                Ok(DataType::Float) => Values::F32(v.as_f64().into_iter().map(|x| x as f32).collect()),
+                Ok(DataType::Float) => {
+                    Values::F32(v.as_f64().into_iter().map(|x| x as f32).collect())
+                }
                 _ => v.clone(),
             };
             made.push(tensor_from_values(o, &dims, &v));
@@ -279,7 +350,13 @@ fn fold_constants(m: &mut Model, max_elems: usize) -> Result<(usize, usize)> {
 pub fn nodes_after_last_conv(g: &GraphProto) -> Vec<String> {
     let ix = GraphIndex::build(g);
     let mut feeds_conv: HashSet<usize> = HashSet::new();
-    let mut stack: Vec<usize> = g.node.iter().enumerate().filter(|(_, n)| matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm")).map(|(i, _)| i).collect();
+    let mut stack: Vec<usize> = g
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm"))
+        .map(|(i, _)| i)
+        .collect();
     while let Some(i) = stack.pop() {
         if !feeds_conv.insert(i) {
             continue;
@@ -290,7 +367,12 @@ pub fn nodes_after_last_conv(g: &GraphProto) -> Vec<String> {
             }
         }
     }
-    g.node.iter().enumerate().filter(|(i, n)| !feeds_conv.contains(i) && !n.name().is_empty()).map(|(_, n)| n.name().to_string()).collect()
+    g.node
+        .iter()
+        .enumerate()
+        .filter(|(i, n)| !feeds_conv.contains(i) && !n.name().is_empty())
+        .map(|(_, n)| n.name().to_string())
+        .collect()
 }
 
 /// Give every unnamed node a unique name (nodes_to_exclude needs names).
@@ -298,7 +380,11 @@ fn name_nodes(g: &mut GraphProto) {
     let mut names = crate::graph::NameGen::new(g);
     for n in g.node.iter_mut() {
         if n.name().is_empty() {
-            let base = format!("{}_{}", n.op_type(), n.output.first().cloned().unwrap_or_default());
+            let base = format!(
+                "{}_{}",
+                n.op_type(),
+                n.output.first().cloned().unwrap_or_default()
+            );
             n.name = Some(names.fresh(&base));
         }
     }
@@ -306,14 +392,23 @@ fn name_nodes(g: &mut GraphProto) {
 
 /// Prepare `m` for quantization in place.
 pub fn quant_prep(m: &mut Model, opts: &QuantPrepOptions) -> Result<QuantPrepReport> {
-    let mut rep = QuantPrepReport { opset_from: default_opset(&m.proto), ..Default::default() };
+    let mut rep = QuantPrepReport {
+        opset_from: default_opset(&m.proto),
+        ..Default::default()
+    };
     if opts.opset < 13 {
-        rep.notes.push(format!("opset {} kept below 13: onnxruntime refuses per-channel quantization there", opts.opset));
+        rep.notes.push(format!(
+            "opset {} kept below 13: onnxruntime refuses per-channel quantization there",
+            opts.opset
+        ));
     }
     rep.converted_ops = upgrade_opset(m, opts.opset)?;
     rep.opset_to = default_opset(&m.proto);
     if rep.opset_to > rep.opset_from {
-        rep.notes.push(format!("opset raised from {} to {} (per-channel quantization needs 13)", rep.opset_from, rep.opset_to));
+        rep.notes.push(format!(
+            "opset raised from {} to {} (per-channel quantization needs 13)",
+            rep.opset_from, rep.opset_to
+        ));
     }
     rep.removed_identity = remove_identity(m.graph_mut());
     rep.folded_batchnorm = fold_batchnorm(m)?;
@@ -328,10 +423,20 @@ pub fn quant_prep(m: &mut Model, opts: &QuantPrepOptions) -> Result<QuantPrepRep
     // value_info: every internal tensor with a fully static shape
     let shapes = infer(m, &HashMap::new())?;
     let g = m.graph();
-    let skip: HashSet<&str> = g.input.iter().chain(&g.output).map(|v| v.name()).chain(g.initializer.iter().map(|t| t.name())).collect();
+    let skip: HashSet<&str> = g
+        .input
+        .iter()
+        .chain(&g.output)
+        .map(|v| v.name())
+        .chain(g.initializer.iter().map(|t| t.name()))
+        .collect();
     let mut vis = Vec::new();
     for n in &g.node {
-        for o in n.output.iter().filter(|o| !o.is_empty() && !skip.contains(o.as_str())) {
+        for o in n
+            .output
+            .iter()
+            .filter(|o| !o.is_empty() && !skip.contains(o.as_str()))
+        {
             if let Some(info) = shapes.get(o) {
                 // static where it is static; data-dependent dims (after NMS) stay symbolic
                 if let (Some(dt), Some(s)) = (info.dtype, &info.shape) {
@@ -345,7 +450,11 @@ pub fn quant_prep(m: &mut Model, opts: &QuantPrepOptions) -> Result<QuantPrepRep
     let g = m.graph_mut();
     g.value_info = vis;
     let _ = make_attr_ints;
-    set_metadata(&mut m.proto, "postmerge.nodes_to_exclude", &serde_json::to_string(&rep.nodes_to_exclude)?);
+    set_metadata(
+        &mut m.proto,
+        "postmerge.nodes_to_exclude",
+        &serde_json::to_string(&rep.nodes_to_exclude)?,
+    );
     let desc = format!(
         "opset {}->{}; identity removed {}; batchnorm folded {}; nodes folded {}; constants->initializers {}; dead nodes removed {}; initializers removed {}; value_info {}; nodes_to_exclude {} (everything after the last Conv)",
         rep.opset_from, rep.opset_to, rep.removed_identity, rep.folded_batchnorm, rep.folded_nodes, rep.constants_to_initializers, rep.removed_dead_nodes, rep.removed_initializers, rep.value_info, rep.nodes_to_exclude.len()
@@ -365,7 +474,11 @@ mod tests {
     use crate::shape::Dim;
 
     fn vi(name: &str, shape: &[i64]) -> ValueInfoProto {
-        make_vi(name, DataType::Float as i32, &shape.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>())
+        make_vi(
+            name,
+            DataType::Float as i32,
+            &shape.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>(),
+        )
     }
 
     #[test]
@@ -374,31 +487,72 @@ mod tests {
         let g = GraphProto {
             node: vec![
                 make_node("Conv", "conv", &["x", "w", "b"], &["c"], vec![]),
-                make_node("BatchNormalization", "bn", &["c", "s", "bb", "m", "v"], &["y"], vec![crate::graph::make_attr_f("epsilon", 1.0)]),
+                make_node(
+                    "BatchNormalization",
+                    "bn",
+                    &["c", "s", "bb", "m", "v"],
+                    &["y"],
+                    vec![crate::graph::make_attr_f("epsilon", 1.0)],
+                ),
             ],
-            initializer: vec![tensor_f32("w", &[2, 1, 1, 1], &[2.0, 3.0]), tensor_f32("b", &[2], &[1.0, -1.0]), tensor_f32("s", &[2], &[2.0, 1.0]), tensor_f32("bb", &[2], &[0.0, 1.0]), tensor_f32("m", &[2], &[1.0, 0.0]), tensor_f32("v", &[2], &[3.0, 0.25])],
+            initializer: vec![
+                tensor_f32("w", &[2, 1, 1, 1], &[2.0, 3.0]),
+                tensor_f32("b", &[2], &[1.0, -1.0]),
+                tensor_f32("s", &[2], &[2.0, 1.0]),
+                tensor_f32("bb", &[2], &[0.0, 1.0]),
+                tensor_f32("m", &[2], &[1.0, 0.0]),
+                tensor_f32("v", &[2], &[3.0, 0.25]),
+            ],
             input: vec![vi("x", &[1, 1, 2, 2])],
             output: vec![vi("y", &[1, 2, 2, 2])],
             ..Default::default()
         };
-        let mut m = Model { proto: ModelProto { ir_version: Some(7), opset_import: vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(13) }], graph: Some(g), ..Default::default() }, base_dir: None, external: Default::default(), source: "t".into() };
+        let mut m = Model {
+            proto: ModelProto {
+                ir_version: Some(7),
+                opset_import: vec![OperatorSetIdProto {
+                    domain: Some(String::new()),
+                    version: Some(13),
+                }],
+                graph: Some(g),
+                ..Default::default()
+            },
+            base_dir: None,
+            external: Default::default(),
+            source: "t".into(),
+        };
         assert_eq!(fold_batchnorm(&mut m).unwrap(), 1);
         let g = m.graph();
         assert_eq!(g.node.len(), 1);
         assert_eq!(g.node[0].output[0], "y");
         let ix = GraphIndex::build(g);
-        let w = crate::tensor::values(&g.initializer[ix.initializer[&g.node[0].input[1]]]).unwrap().as_f64();
-        let b = crate::tensor::values(&g.initializer[ix.initializer[&g.node[0].input[2]]]).unwrap().as_f64();
+        let w = crate::tensor::values(&g.initializer[ix.initializer[&g.node[0].input[1]]])
+            .unwrap()
+            .as_f64();
+        let b = crate::tensor::values(&g.initializer[ix.initializer[&g.node[0].input[2]]])
+            .unwrap()
+            .as_f64();
         // k0 = 2/sqrt(4) = 1, k1 = 1/sqrt(1.25)
         let k1 = 1.0 / 1.25f64.sqrt();
-        assert!((w[0] - 2.0).abs() < 1e-6 && (w[1] - 3.0 * k1).abs() < 1e-6, "{w:?}");
-        assert!((b[0] - 0.0).abs() < 1e-6 && (b[1] - (-1.0 * k1 + 1.0)).abs() < 1e-6, "{b:?}");
+        assert!(
+            (w[0] - 2.0).abs() < 1e-6 && (w[1] - 3.0 * k1).abs() < 1e-6,
+            "{w:?}"
+        );
+        assert!(
+            (b[0] - 0.0).abs() < 1e-6 && (b[1] - (-1.0 * k1 + 1.0)).abs() < 1e-6,
+            "{b:?}"
+        );
     }
 
     #[test]
     fn identity_and_dropout_go_but_not_graph_outputs() {
         let mut g = GraphProto {
-            node: vec![make_node("Identity", "i1", &["x"], &["a"], vec![]), make_node("Dropout", "d", &["a"], &["b"], vec![]), make_node("Relu", "r", &["b"], &["c"], vec![]), make_node("Identity", "i2", &["c"], &["y"], vec![])],
+            node: vec![
+                make_node("Identity", "i1", &["x"], &["a"], vec![]),
+                make_node("Dropout", "d", &["a"], &["b"], vec![]),
+                make_node("Relu", "r", &["b"], &["c"], vec![]),
+                make_node("Identity", "i2", &["c"], &["y"], vec![]),
+            ],
             input: vec![vi("x", &[1])],
             output: vec![vi("y", &[1])],
             ..Default::default()

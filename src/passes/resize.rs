@@ -73,9 +73,17 @@ pub const MAX_SIDE: i64 = 8192;
 
 /// Parse `HxW`.
 pub fn parse_size(s: &str) -> Result<(i64, i64)> {
-    let (h, w) = s.split_once(['x', 'X']).with_context(|| format!("size `{s}` is not HxW (e.g. 128x160, height first)"))?;
-    let h: i64 = h.trim().parse().with_context(|| format!("size `{s}`: height `{h}` is not a number"))?;
-    let w: i64 = w.trim().parse().with_context(|| format!("size `{s}`: width `{w}` is not a number"))?;
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .with_context(|| format!("size `{s}` is not HxW (e.g. 128x160, height first)"))?;
+    let h: i64 = h
+        .trim()
+        .parse()
+        .with_context(|| format!("size `{s}`: height `{h}` is not a number"))?;
+    let w: i64 = w
+        .trim()
+        .parse()
+        .with_context(|| format!("size `{s}`: width `{w}` is not a number"))?;
     Ok((h, w))
 }
 
@@ -133,13 +141,22 @@ impl Ctx<'_> {
                 "feature maps of size {}x{} become different sizes: {}",
                 old.0,
                 old.1,
-                found.iter().map(|(k, v)| format!("{}x{} (`{}`)", k.0, k.1, v[0])).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|(k, v)| format!("{}x{} (`{}`)", k.0, k.1, v[0]))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
 
     /// Like `map_pair`, or via PyramidPoolAgg's `(P - 1)//2 + 1`.
-    fn map_pool_out(&self, old: (i64, i64), before: i64, exclude: &str) -> Result<Option<(i64, i64)>> {
+    fn map_pool_out(
+        &self,
+        old: (i64, i64),
+        before: i64,
+        exclude: &str,
+    ) -> Result<Option<(i64, i64)>> {
         if let Some(p) = self.map_pair(old, before, exclude)? {
             return Ok(Some(p));
         }
@@ -155,7 +172,11 @@ impl Ctx<'_> {
             }
         }
         // prefer the coarsest map (the P5 of PyramidPoolAgg): the last in the list
-        Ok(found.into_iter().next_back().map(|(k, _)| k).filter(|_| true))
+        Ok(found
+            .into_iter()
+            .next_back()
+            .map(|(k, _)| k)
+            .filter(|_| true))
     }
 
     fn level_of_h(&self, h: i64) -> Option<usize> {
@@ -169,14 +190,21 @@ impl Ctx<'_> {
 fn set_const(g: &mut GraphProto, ix: &GraphIndex, name: &str, t: TensorProto) -> Result<()> {
     if let Some(&i) = ix.initializer.get(name) {
         let keep_name = g.initializer[i].name.clone();
-        g.initializer[i] = TensorProto { name: keep_name, doc_string: g.initializer[i].doc_string.clone(), ..t };
+        g.initializer[i] = TensorProto {
+            name: keep_name,
+            doc_string: g.initializer[i].doc_string.clone(),
+            ..t
+        };
         return Ok(());
     }
     if let Some(&p) = ix.producer.get(name) {
         let n = &mut g.node[p];
         if n.op_type() == "Constant" {
             n.attribute.retain(|a| !a.name().starts_with("value"));
-            n.attribute.push(crate::graph::make_attr_t("value", TensorProto { name: None, ..t }));
+            n.attribute.push(crate::graph::make_attr_t(
+                "value",
+                TensorProto { name: None, ..t },
+            ));
             return Ok(());
         }
     }
@@ -193,14 +221,16 @@ fn int_const(g: &GraphProto, ix: &GraphIndex, name: &str) -> Option<(TensorProto
     Some((t.clone(), v.as_i64()))
 }
 
-
 /// Re-specialize `m` in place.
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     let head = recognize(m, None)?;
     if head.family == Family::Merged || head.family == Family::TrtPlugin {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
     }
-    let (h0, w0) = (head.height.context("no static input height")?, head.width.context("no static input width")?);
+    let (h0, w0) = (
+        head.height.context("no static input height")?,
+        head.width.context("no static input width")?,
+    );
     let (h1, w1) = (opts.height, opts.width);
     let max_stride = *head.strides.iter().max().unwrap_or(&32);
     if h1 <= 0 || w1 <= 0 {
@@ -263,24 +293,43 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     }
     for t in &m.graph().initializer {
         if let Some(info) = s0.get(t.name()) {
-            s1.map.entry(t.name().to_string()).or_insert_with(|| info.clone());
+            s1.map
+                .entry(t.name().to_string())
+                .or_insert_with(|| info.clone());
         }
     }
-    let mut cx = Ctx { s0: &s0, ix: std::rc::Rc::new(GraphIndex::build(m.graph())), s1, maps, g0, g1, n0, n1, rewrites: Vec::new(), done: HashMap::new() };
+    let mut cx = Ctx {
+        s0: &s0,
+        ix: std::rc::Rc::new(GraphIndex::build(m.graph())),
+        s1,
+        maps,
+        g0,
+        g1,
+        n0,
+        n1,
+        rewrites: Vec::new(),
+        done: HashMap::new(),
+    };
 
     for (p, &ni) in order.iter().enumerate() {
         let before: Vec<String> = cx.done.keys().cloned().collect();
         rewrite_node(m, &mut cx, ni, p as i64, &head)?;
         // constants just rewritten may feed already-inferred helpers of this node (the Concat that
         // assembles a Resize `sizes`, a Cast, an Unsqueeze): infer those again
-        let changed: Vec<String> = cx.done.keys().filter(|k| !before.contains(k)).cloned().collect();
+        let changed: Vec<String> = cx
+            .done
+            .keys()
+            .filter(|k| !before.contains(k))
+            .cloned()
+            .collect();
         if !changed.is_empty() {
             let ix = cx.ix.clone();
             refresh_inputs(m.graph(), &ix, &mut cx.s1, ni, &changed, 3)?;
         }
         let g = m.graph();
         let n = &g.node[ni];
-        let outs = infer_node(n, &cx.s1).with_context(|| format!("at {}x{}: {}", h1, w1, describe(n)))?;
+        let outs =
+            infer_node(n, &cx.s1).with_context(|| format!("at {}x{}: {}", h1, w1, describe(n)))?;
         for (o, info) in n.output.iter().zip(outs) {
             cx.s1.map.insert(o.clone(), info);
         }
@@ -296,7 +345,10 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     for v in g.output.iter_mut() {
         match s1.shape(v.name()) {
             Some(s) => set_vi_shape(v, &s.clone()),
-            None => bail!("the shape of output `{}` at {h1}x{w1} cannot be inferred", v.name()),
+            None => bail!(
+                "the shape of output `{}` at {h1}x{w1} cannot be inferred",
+                v.name()
+            ),
         }
     }
     let mut dropped = 0;
@@ -304,7 +356,9 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         match s1.shape(v.name()) {
             Some(s) => set_vi_shape(v, &s.clone()),
             None => {
-                if let Some(crate::onnx::type_proto::Value::TensorType(tt)) = v.r#type.as_mut().and_then(|t| t.value.as_mut()) {
+                if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
+                    v.r#type.as_mut().and_then(|t| t.value.as_mut())
+                {
                     if tt.shape.is_some() {
                         tt.shape = None;
                         dropped += 1;
@@ -318,10 +372,17 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         notes.push(format!("{dropped} value_info shapes could not be inferred at the new size and were removed (not made up)"));
     }
     if let Dim::Sym(sy) = &b1 {
-        notes.push(format!("batch is symbolic (`{sy}`); height and width are fixed at {h1}x{w1}"));
+        notes.push(format!(
+            "batch is symbolic (`{sy}`); height and width are fixed at {h1}x{w1}"
+        ));
     }
     // the head output must have the new N
-    let out_shape = head.output.as_ref().and_then(|o| s1.shape(o)).cloned().unwrap_or_default();
+    let out_shape = head
+        .output
+        .as_ref()
+        .and_then(|o| s1.shape(o))
+        .cloned()
+        .unwrap_or_default();
     if out_shape.get(1).and_then(Dim::known) != Some(n1) {
         bail!("after re-specialization the head output has shape {}, expected N = {n1}: a baked constant was not explained", fmt_shape(&out_shape));
     }
@@ -339,10 +400,19 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
 
 /// Re-infer the producers of node `ni`'s inputs that read a `changed` tensor (up to `depth`
 /// levels up), so the node sees the new values.
-fn refresh_inputs(g: &GraphProto, ix: &GraphIndex, s1: &mut Shapes, ni: usize, changed: &[String], depth: usize) -> Result<bool> {
+fn refresh_inputs(
+    g: &GraphProto,
+    ix: &GraphIndex,
+    s1: &mut Shapes,
+    ni: usize,
+    changed: &[String],
+    depth: usize,
+) -> Result<bool> {
     let mut any = false;
     for inp in &g.node[ni].input {
-        let Some(&p) = ix.producer.get(inp) else { continue };
+        let Some(&p) = ix.producer.get(inp) else {
+            continue;
+        };
         let pn = &g.node[p];
         if pn.op_type() == "Constant" {
             continue;
@@ -370,28 +440,50 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
     let ix = cx.ix.clone();
     let ix = &*ix;
     let n = g.node[ni].clone();
-    let name = if n.name().is_empty() { n.output.first().cloned().unwrap_or_default() } else { n.name().to_string() };
+    let name = if n.name().is_empty() {
+        n.output.first().cloned().unwrap_or_default()
+    } else {
+        n.name().to_string()
+    };
     match n.op_type() {
         "Resize" => {
-            let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) else { return Ok(()) };
+            let Some(sz) = n.input.get(3).filter(|s| !s.is_empty()) else {
+                return Ok(());
+            };
             let parts = crate::resdep::const_parts(g, ix, Some(cx.s0), sz);
             if parts.is_empty() {
                 return Ok(());
             }
-            let Some(old) = old_dims(cx.s0, &n.output[0]) else { return Ok(()) };
+            let Some(old) = old_dims(cx.s0, &n.output[0]) else {
+                return Ok(());
+            };
             if old.len() != 4 {
                 return Ok(());
             }
-            let new_pair = cx.map_pair((old[2], old[3]), p, &n.output[0])?.with_context(|| {
-                format!("{}: baked target size {}x{} matches no feature map; cannot re-derive it", describe(&n), old[2], old[3])
-            })?;
+            let new_pair = cx
+                .map_pair((old[2], old[3]), p, &n.output[0])?
+                .with_context(|| {
+                    format!(
+                        "{}: baked target size {}x{} matches no feature map; cannot re-derive it",
+                        describe(&n),
+                        old[2],
+                        old[3]
+                    )
+                })?;
             let x1 = cx.s1.shape(&n.input[0]).cloned().unwrap_or_default();
-            let mut full: Vec<i64> = vec![x1.first().and_then(Dim::known).unwrap_or(old[0]), x1.get(1).and_then(Dim::known).unwrap_or(old[1]), new_pair.0, new_pair.1];
+            let mut full: Vec<i64> = vec![
+                x1.first().and_then(Dim::known).unwrap_or(old[0]),
+                x1.get(1).and_then(Dim::known).unwrap_or(old[1]),
+                new_pair.0,
+                new_pair.1,
+            ];
             if !matches!(x1.first(), Some(Dim::Known(_))) {
                 full[0] = old[0];
             }
             for (cname, vals, off) in parts {
-                let newv: Vec<i64> = (0..vals.len()).map(|k| full.get(off + k).copied().unwrap_or(vals[k])).collect();
+                let newv: Vec<i64> = (0..vals.len())
+                    .map(|k| full.get(off + k).copied().unwrap_or(vals[k]))
+                    .collect();
                 if off < 2 && !matches!(x1.first(), Some(Dim::Known(_))) {
                     bail!("{}: the Resize sizes bake the batch dimension; a symbolic batch is not possible", describe(&n));
                 }
@@ -399,13 +491,21 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             }
         }
         "AveragePool" => {
-            let (Some(i0), Some(o0)) = (old_dims(cx.s0, &n.input[0]), old_dims(cx.s0, &n.output[0])) else { return Ok(()) };
+            let (Some(i0), Some(o0)) =
+                (old_dims(cx.s0, &n.input[0]), old_dims(cx.s0, &n.output[0]))
+            else {
+                return Ok(());
+            };
             if i0.len() != 4 {
                 return Ok(());
             }
             let k = attr_ints(&n, "kernel_shape").unwrap_or(&[]).to_vec();
-            let st = attr_ints(&n, "strides").map(<[i64]>::to_vec).unwrap_or_else(|| vec![1; 2]);
-            let pads = attr_ints(&n, "pads").map(<[i64]>::to_vec).unwrap_or_else(|| vec![0; 4]);
+            let st = attr_ints(&n, "strides")
+                .map(<[i64]>::to_vec)
+                .unwrap_or_else(|| vec![1; 2]);
+            let pads = attr_ints(&n, "pads")
+                .map(<[i64]>::to_vec)
+                .unwrap_or_else(|| vec![0; 4]);
             if k.len() != 2 || pads.iter().any(|&x| x != 0) {
                 return Ok(());
             }
@@ -414,7 +514,9 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                 (inp - (out - 1) * s, s)
             };
             let adaptive = (0..2).all(|d| formula(i0[2 + d], o0[2 + d]) == (k[d], st[d]));
-            let Some(i1) = cx.s1.shape(&n.input[0]).and_then(|s| spatial(s)) else { return Ok(()) };
+            let Some(i1) = cx.s1.shape(&n.input[0]).and_then(|s| spatial(s)) else {
+                return Ok(());
+            };
             if !adaptive {
                 return Ok(()); // a plain pool: its attributes do not depend on the size
             }
@@ -427,14 +529,29 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             let (kh, sh) = formula(i1.0, out1.0);
             let (kw, sw) = formula(i1.1, out1.1);
             if out1.0 <= 0 || out1.1 <= 0 || sh <= 0 || sw <= 0 || kh <= 0 || kw <= 0 {
-                bail!("{}: adaptive pool {}x{} -> {}x{} is impossible", describe(&n), i1.0, i1.1, out1.0, out1.1);
+                bail!(
+                    "{}: adaptive pool {}x{} -> {}x{} is impossible",
+                    describe(&n),
+                    i1.0,
+                    i1.1,
+                    out1.0,
+                    out1.1
+                );
             }
             let (nk, ns) = (vec![kh, kw], vec![sh, sw]);
             if nk != k || ns != st {
                 let node = &mut m.graph_mut().node[ni];
                 set_attr_ints(node, "kernel_shape", &nk);
                 set_attr_ints(node, "strides", &ns);
-                cx.rewrites.push(Rewrite { node: name, what: format!("AveragePool kernel/strides (adaptive {}x{} -> {}x{})", i1.0, i1.1, out1.0, out1.1), old: format!("kernel {k:?} strides {st:?}"), new: format!("kernel {nk:?} strides {ns:?}") });
+                cx.rewrites.push(Rewrite {
+                    node: name,
+                    what: format!(
+                        "AveragePool kernel/strides (adaptive {}x{} -> {}x{})",
+                        i1.0, i1.1, out1.0, out1.1
+                    ),
+                    old: format!("kernel {k:?} strides {st:?}"),
+                    new: format!("kernel {nk:?} strides {ns:?}"),
+                });
             }
         }
         "Reshape" => {
@@ -442,14 +559,20 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             if parts.is_empty() {
                 return Ok(());
             }
-            let (Some(i0), Some(o0)) = (old_dims(cx.s0, &n.input[0]), old_dims(cx.s0, &n.output[0])) else { return Ok(()) };
+            let (Some(i0), Some(o0)) =
+                (old_dims(cx.s0, &n.input[0]), old_dims(cx.s0, &n.output[0]))
+            else {
+                return Ok(());
+            };
             let i1 = cx.s1.shape(&n.input[0]).cloned().unwrap_or_default();
             if i1.len() != i0.len() {
                 return Ok(());
             }
             let unchanged = i1.iter().zip(&i0).all(|(a, b)| a.known() == Some(*b));
             // head-sized constants (decoded heads: [1, N, 2] ScatterND plumbing) even if unchanged input
-            let Some(groups) = crate::resdep::reshape_groups(&i0, &o0) else { return Ok(()) };
+            let Some(groups) = crate::resdep::reshape_groups(&i0, &o0) else {
+                return Ok(());
+            };
             let mut o1: Vec<Dim> = o0.iter().map(|&d| Dim::Known(d)).collect();
             // tokens back to a map: the token count may stay the same while the map's h x w
             // changes (10x10 at 640x640 and 5x20 at 288x1280 are both 100 tokens)
@@ -485,21 +608,32 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                             }
                         } else if go.len() == 2 {
                             // dims copied from a feature map (attention: tokens back to h x w)
-                            let pair = cx.map_pair((out0[0], out0[1]), p, &n.output[0])?.filter(|q| q.0 * q.1 == prod);
+                            let pair = cx
+                                .map_pair((out0[0], out0[1]), p, &n.output[0])?
+                                .filter(|q| q.0 * q.1 == prod);
                             let Some(pair) = pair else {
                                 bail!("{}: cannot re-derive the baked shape {:?} (input {} -> {}): dims {:?} match no feature map of {prod} elements", describe(&n), o0, fmt_shape(&i0.iter().map(|&d| Dim::Known(d)).collect::<Vec<_>>()), fmt_shape(&i1), out0);
                             };
                             o1[go.start] = Dim::Known(pair.0);
                             o1[go.start + 1] = Dim::Known(pair.1);
                         } else {
-                            bail!("{}: cannot re-derive the baked shape {:?} for input {}", describe(&n), o0, fmt_shape(&i1));
+                            bail!(
+                                "{}: cannot re-derive the baked shape {:?} for input {}",
+                                describe(&n),
+                                o0,
+                                fmt_shape(&i1)
+                            );
                         }
                     } else {
                         // symbolic batch group
                         if go.len() == 1 && gi.len() == 1 {
                             o1[go.start] = in1[0].clone();
                         } else {
-                            bail!("{}: a symbolic dimension enters the baked shape {:?}", describe(&n), o0);
+                            bail!(
+                                "{}: a symbolic dimension enters the baked shape {:?}",
+                                describe(&n),
+                                o0
+                            );
                         }
                     }
                 }
@@ -508,12 +642,28 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                 let mut newv = vals.clone();
                 for k in 0..vals.len() {
                     let idx = off + k;
-                    if vals[k] == -1 || (vals[k] == 0 && !crate::graph::attr_i(&n, "allowzero").map(|a| a != 0).unwrap_or(false)) {
+                    if vals[k] == -1
+                        || (vals[k] == 0
+                            && !crate::graph::attr_i(&n, "allowzero")
+                                .map(|a| a != 0)
+                                .unwrap_or(false))
+                    {
                         continue;
                     }
                     match o1.get(idx) {
                         Some(Dim::Known(v)) => newv[k] = *v,
-                        Some(Dim::Sym(_)) => newv[k] = if idx < i0.len() && i1.get(idx).map(|d| matches!(d, Dim::Sym(_))).unwrap_or(false) { 0 } else { -1 },
+                        Some(Dim::Sym(_)) => {
+                            newv[k] = if idx < i0.len()
+                                && i1
+                                    .get(idx)
+                                    .map(|d| matches!(d, Dim::Sym(_)))
+                                    .unwrap_or(false)
+                            {
+                                0
+                            } else {
+                                -1
+                            }
+                        }
                         None => {}
                     }
                     // N baked independently of the input (decoded-head plumbing)
@@ -522,7 +672,11 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                     }
                 }
                 if newv.iter().filter(|&&x| x == -1).count() > 1 {
-                    bail!("{}: re-derived shape {:?} would need two -1 dims", describe(&n), newv);
+                    bail!(
+                        "{}: re-derived shape {:?} would need two -1 dims",
+                        describe(&n),
+                        newv
+                    );
                 }
                 if newv != vals {
                     write_int(m, cx, &cname, &newv, &name, "Reshape target shape")?;
@@ -530,11 +684,19 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
             }
         }
         _ => {
-            if matches!(n.op_type(), "Conv" | "ConvTranspose" | "Gemm" | "BatchNormalization") {
+            if matches!(
+                n.op_type(),
+                "Conv" | "ConvTranspose" | "Gemm" | "BatchNormalization"
+            ) {
                 return Ok(());
             }
             // shape-like int operands and baked tensors of decoded heads
-            let consts: Vec<(String, TensorProto)> = n.input.iter().filter(|s| !s.is_empty()).filter_map(|inp| constant_ref(g, ix, inp).cloned().map(|t| (inp.clone(), t))).collect();
+            let consts: Vec<(String, TensorProto)> = n
+                .input
+                .iter()
+                .filter(|s| !s.is_empty())
+                .filter_map(|inp| constant_ref(g, ix, inp).cloned().map(|t| (inp.clone(), t)))
+                .collect();
             for (inp, t) in consts {
                 rewrite_baked(m, cx, &n, &name, &inp, &t, head)?;
             }
@@ -544,25 +706,70 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
 }
 
 /// Write a new int vector into constant `cname` (memoized for shared constants).
-fn write_int(m: &mut Model, cx: &mut Ctx, cname: &str, newv: &[i64], node: &str, what: &str) -> Result<()> {
+fn write_int(
+    m: &mut Model,
+    cx: &mut Ctx,
+    cname: &str,
+    newv: &[i64],
+    node: &str,
+    what: &str,
+) -> Result<()> {
     let g = m.graph();
     let ix = cx.ix.clone();
-    let (old_t, oldv) = int_const(g, &ix, cname).with_context(|| format!("`{cname}` is not an int constant"))?;
+    let (old_t, oldv) =
+        int_const(g, &ix, cname).with_context(|| format!("`{cname}` is not an int constant"))?;
     let values = match DataType::try_from(old_t.data_type()) {
         Ok(DataType::Int32) => Values::I32(newv.iter().map(|&x| x as i32).collect()),
         _ => Values::I64(newv.to_vec()),
     };
-    write_values(m, cx, cname, &old_t, values, node, what, fmt_vals(&oldv), fmt_vals(newv))
+    write_values(
+        m,
+        cx,
+        cname,
+        &old_t,
+        values,
+        node,
+        what,
+        fmt_vals(&oldv),
+        fmt_vals(newv),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_values(m: &mut Model, cx: &mut Ctx, cname: &str, old_t: &TensorProto, values: Values, node: &str, what: &str, old_s: String, new_s: String) -> Result<()> {
-    let dims_new: Vec<i64> = if values.len() as i64 == old_t.dims.iter().product::<i64>() { old_t.dims.clone() } else { vec![values.len() as i64] };
-    write_tensor(m, cx, cname, old_t, &dims_new, values, node, what, old_s, new_s)
+fn write_values(
+    m: &mut Model,
+    cx: &mut Ctx,
+    cname: &str,
+    old_t: &TensorProto,
+    values: Values,
+    node: &str,
+    what: &str,
+    old_s: String,
+    new_s: String,
+) -> Result<()> {
+    let dims_new: Vec<i64> = if values.len() as i64 == old_t.dims.iter().product::<i64>() {
+        old_t.dims.clone()
+    } else {
+        vec![values.len() as i64]
+    };
+    write_tensor(
+        m, cx, cname, old_t, &dims_new, values, node, what, old_s, new_s,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
-fn write_tensor(m: &mut Model, cx: &mut Ctx, cname: &str, _old_t: &TensorProto, dims: &[i64], values: Values, node: &str, what: &str, old_s: String, new_s: String) -> Result<()> {
+fn write_tensor(
+    m: &mut Model,
+    cx: &mut Ctx,
+    cname: &str,
+    _old_t: &TensorProto,
+    dims: &[i64],
+    values: Values,
+    node: &str,
+    what: &str,
+    old_s: String,
+    new_s: String,
+) -> Result<()> {
     if let Some(prev) = cx.done.get(cname) {
         if *prev == values {
             return Ok(());
@@ -575,13 +782,23 @@ fn write_tensor(m: &mut Model, cx: &mut Ctx, cname: &str, _old_t: &TensorProto, 
     let g = m.graph_mut();
     set_const(g, &ix, cname, t.clone())?;
     // refresh what inference knows about it
-    let mut info = Info { dtype: t.data_type, shape: Some(dims.iter().map(|&d| Dim::Known(d)).collect()), value: Some(values.clone()), dims_value: None };
+    let mut info = Info {
+        dtype: t.data_type,
+        shape: Some(dims.iter().map(|&d| Dim::Known(d)).collect()),
+        value: Some(values.clone()),
+        dims_value: None,
+    };
     if dims.len() <= 1 && !values.is_float() {
         info.dims_value = Some(values.as_i64().into_iter().map(Dim::Known).collect());
     }
     cx.s1.map.insert(cname.to_string(), info);
     cx.done.insert(cname.to_string(), values);
-    cx.rewrites.push(Rewrite { node: node.to_string(), what: format!("{what} (`{cname}`)"), old: old_s, new: new_s });
+    cx.rewrites.push(Rewrite {
+        node: node.to_string(),
+        what: format!("{what} (`{cname}`)"),
+        old: old_s,
+        new: new_s,
+    });
     Ok(())
 }
 
@@ -595,7 +812,9 @@ fn anchor_pattern(grids: &[(i64, i64, i64)], kind: &str) -> Vec<f64> {
                     "stride" => v.push(s as f64),
                     "xy" => v.extend([x as f64, y as f64]),
                     "xy+0.5" => v.extend([x as f64 + 0.5, y as f64 + 0.5]),
-                    "xy+0.5*s" => v.extend([(x as f64 + 0.5) * s as f64, (y as f64 + 0.5) * s as f64]),
+                    "xy+0.5*s" => {
+                        v.extend([(x as f64 + 0.5) * s as f64, (y as f64 + 0.5) * s as f64])
+                    }
                     _ => {}
                 }
             }
@@ -605,11 +824,22 @@ fn anchor_pattern(grids: &[(i64, i64, i64)], kind: &str) -> Vec<f64> {
 }
 
 fn close(a: &[f64], b: &[f64]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs()))
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| (x - y).abs() <= 1e-6 * (1.0 + y.abs()))
 }
 
 /// Baked tensors of decoded heads, and small int operands holding N or a grid.
-fn rewrite_baked(m: &mut Model, cx: &mut Ctx, n: &crate::onnx::NodeProto, node: &str, cname: &str, t: &TensorProto, _head: &Head) -> Result<()> {
+fn rewrite_baked(
+    m: &mut Model,
+    cx: &mut Ctx,
+    n: &crate::onnx::NodeProto,
+    node: &str,
+    cname: &str,
+    t: &TensorProto,
+    _head: &Head,
+) -> Result<()> {
     let dims = t.dims.clone();
     let (n0, n1) = (cx.n0, cx.n1);
     let count = crate::tensor::numel(&dims).unwrap_or(0);
@@ -633,15 +863,33 @@ fn rewrite_baked(m: &mut Model, cx: &mut Ctx, n: &crate::onnx::NodeProto, node: 
         } else if per == 1 && close(&f, &(0..n0).map(|x| x as f64).collect::<Vec<_>>()) {
             Some(("anchor indices", (0..n1).map(|x| x as f64).collect()))
         } else if per == 2 {
-            ["xy", "xy+0.5", "xy+0.5*s"].iter().find(|k| close(&f, &anchor_pattern(&cx.g0, k))).map(|k| (*k, anchor_pattern(&cx.g1, k)))
+            ["xy", "xy+0.5", "xy+0.5*s"]
+                .iter()
+                .find(|k| close(&f, &anchor_pattern(&cx.g0, k)))
+                .map(|k| (*k, anchor_pattern(&cx.g1, k)))
         } else {
             None
         };
         let Some((what, nv)) = regenerated else {
             bail!("{}: baked tensor `{cname}` {:?} is sized by N = {n0} but its values are no known grid/stride/anchor/ones pattern; cannot re-derive it", describe(n), dims);
         };
-        let values = if is_float { Values::F32(nv.iter().map(|&x| x as f32).collect()) } else { Values::I64(nv.iter().map(|&x| x as i64).collect()) };
-        return write_tensor(m, cx, cname, t, &new_dims, values, node, &format!("baked {what} {:?}", dims), format!("{:?}", dims), format!("{:?}", new_dims));
+        let values = if is_float {
+            Values::F32(nv.iter().map(|&x| x as f32).collect())
+        } else {
+            Values::I64(nv.iter().map(|&x| x as i64).collect())
+        };
+        return write_tensor(
+            m,
+            cx,
+            cname,
+            t,
+            &new_dims,
+            values,
+            node,
+            &format!("baked {what} {:?}", dims),
+            format!("{:?}", dims),
+            format!("{:?}", new_dims),
+        );
     }
     // [h,1] / [1,w] aranges of a level grid (YOLOX decode meshgrid)
     if dims.len() == 2 && !is_float && count > 1 {
@@ -649,13 +897,35 @@ fn rewrite_baked(m: &mut Model, cx: &mut Ctx, n: &crate::onnx::NodeProto, node: 
         if dims[1] == 1 && close(&f, &arange(dims[0])) {
             if let Some(l) = cx.level_of_h(dims[0]) {
                 let h1 = cx.g1[l].1;
-                return write_tensor(m, cx, cname, t, &[h1, 1], Values::I64((0..h1).collect()), node, "grid row indices", format!("{:?}", dims), format!("[{h1}, 1]"));
+                return write_tensor(
+                    m,
+                    cx,
+                    cname,
+                    t,
+                    &[h1, 1],
+                    Values::I64((0..h1).collect()),
+                    node,
+                    "grid row indices",
+                    format!("{:?}", dims),
+                    format!("[{h1}, 1]"),
+                );
             }
         }
         if dims[0] == 1 && close(&f, &arange(dims[1])) {
             if let Some(l) = cx.level_of_w(dims[1]) {
                 let w1 = cx.g1[l].2;
-                return write_tensor(m, cx, cname, t, &[1, w1], Values::I64((0..w1).collect()), node, "grid column indices", format!("{:?}", dims), format!("[1, {w1}]"));
+                return write_tensor(
+                    m,
+                    cx,
+                    cname,
+                    t,
+                    &[1, w1],
+                    Values::I64((0..w1).collect()),
+                    node,
+                    "grid column indices",
+                    format!("{:?}", dims),
+                    format!("[1, {w1}]"),
+                );
             }
         }
     }
@@ -670,7 +940,13 @@ fn rewrite_baked(m: &mut Model, cx: &mut Ctx, n: &crate::onnx::NodeProto, node: 
                 why = Some("shape holding N");
             }
         }
-        if why.is_none() && v.len() >= 2 && matches!(n.op_type(), "Expand" | "Tile" | "ConstantOfShape" | "Reshape") {
+        if why.is_none()
+            && v.len() >= 2
+            && matches!(
+                n.op_type(),
+                "Expand" | "Tile" | "ConstantOfShape" | "Reshape"
+            )
+        {
             let tail = (v[v.len() - 2], v[v.len() - 1]);
             if let Some(l) = cx.g0.iter().position(|&(_, a, b)| (a, b) == tail) {
                 let (_, a, b) = cx.g1[l];

@@ -32,7 +32,11 @@ pub struct SetChange {
     pub how: String,
 }
 
-const PARAMS: [(usize, &str); 3] = [(2, "max_output_boxes_per_class"), (3, "iou_threshold"), (4, "score_threshold")];
+const PARAMS: [(usize, &str); 3] = [
+    (2, "max_output_boxes_per_class"),
+    (3, "iou_threshold"),
+    (4, "score_threshold"),
+];
 
 fn fmt_values(v: &Values) -> String {
     match v {
@@ -51,7 +55,11 @@ fn like(old: &TensorProto, name: &str, value: f64) -> Result<TensorProto> {
         Ok(DataType::Double) => Values::F64(vec![value; n]),
         Ok(DataType::Int64) => Values::I64(vec![value as i64; n]),
         Ok(DataType::Int32) => Values::I32(vec![value as i32; n]),
-        _ => bail!("tensor `{}` has dtype {}, expected a float or integer NMS parameter", old.name(), crate::tensor::dtype_name(old.data_type())),
+        _ => bail!(
+            "tensor `{}` has dtype {}, expected a float or integer NMS parameter",
+            old.name(),
+            crate::tensor::dtype_name(old.data_type())
+        ),
     };
     let mut t = tensor_from_values(name, &dims, &v);
     t.doc_string = old.doc_string.clone();
@@ -70,12 +78,33 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             bail!("--max-per-class {v}: must be at least 1 (0 means \"none\" in onnxruntime but \"unlimited\" in tract)");
         }
     }
-    if opts.score_threshold.is_none() && opts.iou_threshold.is_none() && opts.max_per_class.is_none() {
+    if opts.score_threshold.is_none()
+        && opts.iou_threshold.is_none()
+        && opts.max_per_class.is_none()
+    {
         bail!("nothing to set: give --score, --iou and/or --max-per-class");
     }
-    let nms: Vec<usize> = m.graph().node.iter().enumerate().filter(|(_, n)| n.op_type() == "NonMaxSuppression").map(|(i, _)| i).collect();
+    let nms: Vec<usize> = m
+        .graph()
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type() == "NonMaxSuppression")
+        .map(|(i, _)| i)
+        .collect();
     if nms.is_empty() {
-        let hint = m.graph().node.iter().find(|n| n.op_type().contains("NMS")).map(|n| format!(" (it has {}: a TensorRT plugin, whose parameters are attributes)", describe(n))).unwrap_or_default();
+        let hint = m
+            .graph()
+            .node
+            .iter()
+            .find(|n| n.op_type().contains("NMS"))
+            .map(|n| {
+                format!(
+                    " (it has {}: a TensorRT plugin, whose parameters are attributes)",
+                    describe(n)
+                )
+            })
+            .unwrap_or_default();
         bail!("the model has no NonMaxSuppression node: nothing to retune{hint}; use `postmerge merge` to append post-processing");
     }
     let mut changes = Vec::new();
@@ -94,7 +123,11 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             let tname = g.node[ni].input.get(idx).cloned().unwrap_or_default();
             if tname.is_empty() {
                 // absent optional input: add an initializer
-                let proto = if idx == 2 { crate::tensor::tensor_i64("", &[1], &[0]) } else { crate::tensor::tensor_f32("", &[1], &[0.0]) };
+                let proto = if idx == 2 {
+                    crate::tensor::tensor_i64("", &[1], &[0])
+                } else {
+                    crate::tensor::tensor_f32("", &[1], &[0.0])
+                };
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{node_name}_{pname}"));
                 let t = like(&proto, &new_name, value)?;
@@ -103,12 +136,21 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 }
                 g.node[ni].input[idx] = new_name.clone();
                 g.initializer.push(t);
-                changes.push(SetChange { node: node_name.clone(), parameter: pname.into(), tensor: new_name, old: "(absent)".into(), new: format!("{value}"), how: "added an initializer".into() });
+                changes.push(SetChange {
+                    node: node_name.clone(),
+                    parameter: pname.into(),
+                    tensor: new_name,
+                    old: "(absent)".into(),
+                    new: format!("{value}"),
+                    how: "added an initializer".into(),
+                });
                 continue;
             }
             let is_input = ix.inputs.contains(&tname);
             let src = if is_input {
-                ix.initializer.get(&tname).map(|&i| (ConstSource::Initializer(i), g.initializer[i].clone()))
+                ix.initializer
+                    .get(&tname)
+                    .map(|&i| (ConstSource::Initializer(i), g.initializer[i].clone()))
             } else {
                 constant(g, &ix, &tname)
             };
@@ -116,52 +158,101 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 if is_input {
                     bail!("{node_desc}: `{pname}` is graph input `{tname}` with no default initializer; pass the value at run time instead");
                 }
-                let prod = ix.producer.get(&tname).map(|&p| describe(&g.node[p])).unwrap_or_else(|| "nothing".into());
+                let prod = ix
+                    .producer
+                    .get(&tname)
+                    .map(|&p| describe(&g.node[p]))
+                    .unwrap_or_else(|| "nothing".into());
                 bail!("{node_desc}: `{pname}` input `{tname}` is computed by {prod}, not a constant; cannot retune it in the file");
             };
-            let old_v = m.tensor_values(&old).map(|v| fmt_values(&v)).unwrap_or_else(|_| "?".into());
+            let old_v = m
+                .tensor_values(&old)
+                .map(|v| fmt_values(&v))
+                .unwrap_or_else(|_| "?".into());
             let g = m.graph_mut();
-            let shared = ix.consumers_of(&tname).iter().any(|&c| c != ni) || (ix.outputs.contains(&tname));
+            let shared =
+                ix.consumers_of(&tname).iter().any(|&c| c != ni) || (ix.outputs.contains(&tname));
             let (how, tensor) = if shared && !is_input {
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{tname}_mod"));
                 g.initializer.push(like(&old, &new_name, value)?);
                 g.node[ni].input[idx] = new_name.clone();
-                (format!("`{tname}` is shared with other consumers: gave {node_name} its own copy"), new_name)
+                (
+                    format!(
+                        "`{tname}` is shared with other consumers: gave {node_name} its own copy"
+                    ),
+                    new_name,
+                )
             } else {
                 match src {
                     ConstSource::Initializer(i) => {
                         let t = like(&old, &tname, value)?;
-                        g.initializer[i] = TensorProto { name: Some(tname.clone()), ..t };
-                        ((if is_input { "default of graph input (initializer)" } else { "initializer" }).to_string(), tname.clone())
+                        g.initializer[i] = TensorProto {
+                            name: Some(tname.clone()),
+                            ..t
+                        };
+                        (
+                            (if is_input {
+                                "default of graph input (initializer)"
+                            } else {
+                                "initializer"
+                            })
+                            .to_string(),
+                            tname.clone(),
+                        )
                     }
                     ConstSource::ConstantNode(p) => {
                         let t = like(&old, old.name(), value)?;
                         let cn = &mut g.node[p];
-                        cn.attribute.retain(|a| a.name() != "value" && !a.name().starts_with("value_"));
+                        cn.attribute
+                            .retain(|a| a.name() != "value" && !a.name().starts_with("value_"));
                         cn.attribute.push(crate::graph::make_attr_t("value", t));
                         (format!("Constant node `{}`", cn.name()), tname.clone())
                     }
                 }
             };
             let new_v = {
-                let t = if let Some(&i) = GraphIndex::build(m.graph()).initializer.get(&tensor) { m.graph().initializer[i].clone() } else { like(&old, "", value)? };
-                m.tensor_values(&t).map(|v| fmt_values(&v)).unwrap_or_default()
+                let t = if let Some(&i) = GraphIndex::build(m.graph()).initializer.get(&tensor) {
+                    m.graph().initializer[i].clone()
+                } else {
+                    like(&old, "", value)?
+                };
+                m.tensor_values(&t)
+                    .map(|v| fmt_values(&v))
+                    .unwrap_or_default()
             };
-            changes.push(SetChange { node: node_name, parameter: pname.into(), tensor, old: old_v, new: new_v, how });
+            changes.push(SetChange {
+                node: node_name,
+                parameter: pname.into(),
+                tensor,
+                old: old_v,
+                new: new_v,
+                how,
+            });
         }
     }
     // keep the record of what the model computes in step with the graph
-    if let Some(e) = m.proto.metadata_props.iter_mut().find(|e| e.key() == "postmerge.merge") {
+    if let Some(e) = m
+        .proto
+        .metadata_props
+        .iter_mut()
+        .find(|e| e.key() == "postmerge.merge")
+    {
         let updated: Vec<String> = e
             .value()
             .split(';')
             .map(|kv| {
                 let kv = kv.trim();
                 match kv.split_once('=') {
-                    Some(("score", _)) if opts.score_threshold.is_some() => format!("score={}", opts.score_threshold.unwrap_or_default()),
-                    Some(("iou", _)) if opts.iou_threshold.is_some() => format!("iou={}", opts.iou_threshold.unwrap_or_default()),
-                    Some(("max_per_class", _)) if opts.max_per_class.is_some() => format!("max_per_class={}", opts.max_per_class.unwrap_or_default()),
+                    Some(("score", _)) if opts.score_threshold.is_some() => {
+                        format!("score={}", opts.score_threshold.unwrap_or_default())
+                    }
+                    Some(("iou", _)) if opts.iou_threshold.is_some() => {
+                        format!("iou={}", opts.iou_threshold.unwrap_or_default())
+                    }
+                    Some(("max_per_class", _)) if opts.max_per_class.is_some() => {
+                        format!("max_per_class={}", opts.max_per_class.unwrap_or_default())
+                    }
                     _ => kv.to_string(),
                 }
             })

@@ -27,7 +27,10 @@ pub fn onnx_files(dir: &Path) -> Vec<PathBuf> {
 /// All shared models (../shared/models) and the project's fixtures.
 pub fn all_models() -> Vec<PathBuf> {
     let mut v = onnx_files(&shared().join("models"));
-    assert!(v.len() >= 10, "expected the shared corpus in ../shared/models");
+    assert!(
+        v.len() >= 10,
+        "expected the shared corpus in ../shared/models"
+    );
     v.extend(onnx_files(&fixtures()));
     v
 }
@@ -39,16 +42,35 @@ pub fn bin() -> PathBuf {
 
 /// Run the binary; returns (exit code, stdout, stderr).
 pub fn run(args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(bin()).args(args).output().expect("run postmerge");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    let out = std::process::Command::new(bin())
+        .args(args)
+        .output()
+        .expect("run postmerge");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// insta settings: snapshots in the top-level snapshots/<suite>, paths filtered.
 pub fn settings(suite: &str) -> insta::Settings {
     let mut s = insta::Settings::clone_current();
-    s.set_snapshot_path(Path::new(env!("CARGO_MANIFEST_DIR")).join("snapshots").join(suite));
+    s.set_snapshot_path(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("snapshots")
+            .join(suite),
+    );
     s.set_prepend_module_to_snapshot(false);
-    s.add_filter(&regex_escape(&std::fs::canonicalize(shared()).unwrap().display().to_string()), "[shared]");
+    s.add_filter(
+        &regex_escape(
+            &std::fs::canonicalize(shared())
+                .unwrap()
+                .display()
+                .to_string(),
+        ),
+        "[shared]",
+    );
     s.add_filter(&regex_escape(&shared().display().to_string()), "[shared]");
     s.add_filter(&regex_escape(env!("CARGO_MANIFEST_DIR")), "[repo]");
     s
@@ -82,7 +104,10 @@ pub fn models_with_inputs() -> Vec<(PathBuf, PathBuf)> {
         if stem.ends_with("_e2e_ort") || stem.starts_with("rich") {
             continue;
         }
-        for dir in [shared().join("ref").join(&stem), fixtures().join("ref").join(&stem)] {
+        for dir in [
+            shared().join("ref").join(&stem),
+            fixtures().join("ref").join(&stem),
+        ] {
             if dir.join("input.npy").exists() {
                 v.push((p.clone(), dir.join("input.npy")));
                 break;
