@@ -88,13 +88,7 @@ ACTIVATION_TYPE = QuantType.QUInt8
 WEIGHT_TYPE = QuantType.QInt8
 
 
-class Failure(Exception):
-    pass
-
-
-def need(cond, msg):
-    if not cond:
-        raise Failure(msg)
+from oracle_common import Failure, need  # noqa: E402 (shared bookkeeping)
 
 
 # ---------------------------------------------------------------------------------------------
