@@ -48,18 +48,8 @@ enum Cmd {
         /// Output path (written atomically), or a pattern with {h}, {w}, {stem} with several --size
         #[arg(short, long)]
         output: String,
-        /// Score threshold (NMS keeps scores strictly above it)
-        #[arg(long, default_value_t = 0.25)]
-        score: f32,
-        /// IoU threshold (NMS suppresses overlaps strictly above it)
-        #[arg(long, default_value_t = 0.40)]
-        iou: f32,
-        /// Detections kept per class and image
-        #[arg(long, default_value_t = 20)]
-        max_per_class: i64,
-        /// K of the fixed-size layouts (trt, ultralytics)
-        #[arg(long, default_value_t = 100)]
-        max_det: usize,
+        #[command(flatten)]
+        nms: NmsArgs,
         /// Output layout (default: pinto for YOLOX, pinto-goldyolo for Gold-YOLO)
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
@@ -181,18 +171,8 @@ enum Cmd {
         /// Output layout (default decoded: no NMS)
         #[arg(long, value_enum)]
         layout: Option<LayoutArg>,
-        /// Score threshold (NMS layouts)
-        #[arg(long, default_value_t = 0.25)]
-        score: f32,
-        /// IoU threshold (NMS layouts)
-        #[arg(long, default_value_t = 0.40)]
-        iou: f32,
-        /// Detections per class (NMS layouts)
-        #[arg(long, default_value_t = 20)]
-        max_per_class: i64,
-        /// K of fixed-size layouts
-        #[arg(long, default_value_t = 100)]
-        max_det: usize,
+        #[command(flatten)]
+        nms: NmsArgs,
         /// Print what was done as JSON
         #[arg(long)]
         json: bool,
@@ -326,10 +306,7 @@ fn plan_jobs(
 
 #[allow(clippy::too_many_arguments)]
 fn merge_options(
-    score: f32,
-    iou: f32,
-    max_per_class: i64,
-    max_det: usize,
+    nms: NmsArgs,
     layout: Option<LayoutArg>,
     agnostic: bool,
     thresholds: ThresholdsArg,
@@ -337,6 +314,12 @@ fn merge_options(
     family: Option<FamilyArg>,
 ) -> postmerge::passes::merge::MergeOptions {
     use postmerge::postprocess::Layout;
+    let NmsArgs {
+        score,
+        iou,
+        max_per_class,
+        max_det,
+    } = nms;
     postmerge::passes::merge::MergeOptions {
         score_threshold: score,
         iou_threshold: iou,
@@ -568,6 +551,23 @@ fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: boo
     Ok(())
 }
 
+/// NMS parameters shared by `merge` and `quant-prep`.
+#[derive(clap::Args, Clone, Copy)]
+struct NmsArgs {
+    /// Score threshold (NMS keeps scores strictly above it)
+    #[arg(long, default_value_t = 0.25)]
+    score: f32,
+    /// IoU threshold (NMS suppresses overlaps strictly above it)
+    #[arg(long, default_value_t = 0.40)]
+    iou: f32,
+    /// Detections kept per class and image
+    #[arg(long, default_value_t = 20)]
+    max_per_class: i64,
+    /// K of the fixed-size layouts (trt, ultralytics)
+    #[arg(long, default_value_t = 100)]
+    max_det: usize,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LayoutArg {
     Pinto,
@@ -620,10 +620,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Merge {
             input,
             output,
-            score,
-            iou,
-            max_per_class,
-            max_det,
+            nms,
             layout,
             agnostic,
             thresholds,
@@ -638,17 +635,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             quant_prep,
         } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
-            let mut opts = merge_options(
-                score,
-                iou,
-                max_per_class,
-                max_det,
-                layout,
-                agnostic,
-                thresholds,
-                opset,
-                family,
-            );
+            let mut opts = merge_options(nms, layout, agnostic, thresholds, opset, family);
             opts.normalize_boxes = quant_prep;
             run_jobs(
                 &input,
@@ -672,19 +659,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
             input,
             output,
             layout,
-            score,
-            iou,
-            max_per_class,
-            max_det,
+            nms,
             json,
             in_place,
         } => {
             let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
             let mut opts = merge_options(
-                score,
-                iou,
-                max_per_class,
-                max_det,
+                nms,
                 Some(layout.unwrap_or(LayoutArg::Decoded)),
                 false,
                 ThresholdsArg::Const,
