@@ -315,7 +315,6 @@ impl Model {
         if len > PROTOBUF_LIMIT {
             bail!("cannot write `{}`: the model would be {len} bytes, over the 2 GiB protobuf limit; save it with external data (`--external-data FILE`)", path.display());
         }
-        let bytes = proto_ref.encode_to_vec();
         // Data files first: the model file appears last, and only when everything is in place.
         let same_dir = self
             .base_dir
@@ -329,7 +328,15 @@ impl Model {
             }
             atomic_write(&dir.join(loc), data)?;
         }
-        atomic_write(path, &bytes)
+        // Encoded straight into the temp file through a small buffer: weights go from the input
+        // buffer to the file without a second model-sized copy in memory (issue 7, peak RSS).
+        atomic_write_with(path, |file| {
+            let mut sink = FileSink::new(file);
+            proto_ref
+                .encode(&mut sink)
+                .map_err(|e| anyhow!("encoding failed: {e}"))?;
+            sink.finish()
+        })
     }
 
     /// A copy of the proto where initializers ≥ threshold bytes point into one data file.
@@ -398,9 +405,112 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
+/// Buffered [`bytes::BufMut`] over a file, so that prost encodes a model straight into it.
+///
+/// Small writes (tags, lengths, node fields) collect in a 1 MiB buffer; slices of at least that size
+/// (weights) go to the file directly from where they are, without being copied. `BufMut` cannot
+/// report errors, so the first I/O error is kept, later writes are dropped, and [`FileSink::finish`]
+/// returns it.
+struct FileSink<'a> {
+    file: &'a mut std::fs::File,
+    buf: Vec<u8>,
+    error: Option<std::io::Error>,
+}
+
+const SINK_BUFFER: usize = 1 << 20;
+
+impl<'a> FileSink<'a> {
+    fn new(file: &'a mut std::fs::File) -> Self {
+        FileSink {
+            file,
+            buf: Vec::with_capacity(SINK_BUFFER),
+            error: None,
+        }
+    }
+
+    fn write_direct(&mut self, data: &[u8]) {
+        if self.error.is_none() {
+            if let Err(e) = self.file.write_all(data) {
+                self.error = Some(e);
+            }
+        }
+    }
+
+    fn flush_buf(&mut self) {
+        let buf = std::mem::take(&mut self.buf);
+        self.write_direct(&buf);
+        self.buf = buf;
+        self.buf.clear();
+    }
+
+    fn finish(mut self) -> Result<()> {
+        self.flush_buf();
+        match self.error.take() {
+            Some(e) => Err(e.into()),
+            None => Ok(()),
+        }
+    }
+}
+
+// SAFETY: every method delegates to `Vec<u8>`'s own `BufMut` implementation on `self.buf`;
+// `chunk_mut` only flushes (clears) the buffer before handing out `Vec`'s spare capacity, and
+// `advance_mut` advances the same `Vec`, so the contract holds exactly as it does for `Vec`.
+unsafe impl bytes::BufMut for FileSink<'_> {
+    fn remaining_mut(&self) -> usize {
+        isize::MAX as usize
+    }
+
+    unsafe fn advance_mut(&mut self, cnt: usize) {
+        // SAFETY: the caller initialized `cnt` bytes of the chunk `chunk_mut` returned, which is
+        // `self.buf`'s spare capacity.
+        unsafe { self.buf.advance_mut(cnt) }
+    }
+
+    fn chunk_mut(&mut self) -> &mut bytes::buf::UninitSlice {
+        if self.buf.len() == self.buf.capacity() {
+            self.flush_buf();
+        }
+        self.buf.chunk_mut()
+    }
+
+    fn put_slice(&mut self, src: &[u8]) {
+        if src.len() >= SINK_BUFFER {
+            self.flush_buf();
+            self.write_direct(src);
+        } else {
+            if self.buf.len() + src.len() > self.buf.capacity() {
+                self.flush_buf();
+            }
+            self.buf.extend_from_slice(src);
+        }
+    }
+
+    fn put<T: bytes::Buf>(&mut self, mut src: T)
+    where
+        Self: Sized,
+    {
+        while src.has_remaining() {
+            let n = {
+                let chunk = src.chunk();
+                self.put_slice(chunk);
+                chunk.len()
+            };
+            src.advance(n);
+        }
+    }
+}
+
 /// Write `data` to `path` through a temp file in the same folder, fsync, then rename: readers see
 /// the old file or the complete new one, never a partial file.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
+    atomic_write_with(path, |file| Ok(file.write_all(data)?))
+}
+
+/// [`atomic_write`] where `fill` writes the contents into the temp file.
+pub fn atomic_write_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
+) -> Result<()> {
     let dir = path
         .parent()
         .map(|p| {
@@ -422,8 +532,7 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
                 dir.display()
             )
         })?;
-    tmp.write_all(data)
-        .with_context(|| format!("cannot write `{}`", path.display()))?;
+    fill(tmp.as_file_mut()).with_context(|| format!("cannot write `{}`", path.display()))?;
     tmp.as_file()
         .sync_all()
         .with_context(|| format!("cannot write `{}`", path.display()))?;

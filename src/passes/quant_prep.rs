@@ -284,7 +284,7 @@ fn fold_batchnorm(m: &mut Model) -> Result<usize> {
 
 /// Fold nodes whose outputs are statically known; turn Constant nodes into initializers.
 fn fold_constants(m: &mut Model, max_elems: usize) -> Result<(usize, usize)> {
-    let shapes = infer(m, &HashMap::new())?;
+    let shapes = crate::shape::infer_with_values(m, &HashMap::new())?;
     let g = m.graph();
     let outputs: HashSet<&str> = g.output.iter().map(|o| o.name()).collect();
     let mut fold = BTreeSet::new();
