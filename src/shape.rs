@@ -248,6 +248,12 @@ fn infer_limited(
             .insert(i.name().to_string(), Info::of(vi_dtype(i), shape));
     }
     let inputs: std::collections::HashSet<&str> = g.input.iter().map(|i| i.name()).collect();
+    // Large float initializers are decoded only when some node could be folded with them.
+    let foldable_inputs = if float_value_limit > SHAPE_FLOAT_VALUES {
+        foldable_inputs(g, &inputs)
+    } else {
+        Default::default()
+    };
     for t in &g.initializer {
         if inputs.contains(t.name()) {
             continue;
@@ -256,7 +262,12 @@ fn infer_limited(
             t.data_type,
             Some(t.dims.iter().map(|&d| Dim::Known(d)).collect()),
         );
-        if keeps_values(t.data_type(), &t.dims, float_value_limit) {
+        let limit = if foldable_inputs.contains(t.name()) {
+            float_value_limit
+        } else {
+            SHAPE_FLOAT_VALUES
+        };
+        if keeps_values(t.data_type(), &t.dims, limit) {
             info.value = model.tensor_values(t).ok();
         }
         set_dims_value(&mut info);
@@ -279,6 +290,39 @@ fn infer_limited(
         }
     }
     Ok(s)
+}
+
+/// Tensors read by a node whose every input is static (an initializer, a Constant, a Shape/Size, or
+/// the output of such a node): only those nodes can be constant-folded, so only their weights are
+/// worth decoding.
+fn foldable_inputs<'a>(
+    g: &'a crate::onnx::GraphProto,
+    graph_inputs: &std::collections::HashSet<&str>,
+) -> std::collections::HashSet<&'a str> {
+    let mut static_: std::collections::HashSet<&str> = g
+        .initializer
+        .iter()
+        .map(|t| t.name())
+        .filter(|n| !graph_inputs.contains(n))
+        .collect();
+    let mut wanted = std::collections::HashSet::new();
+    let Ok(order) = topo_order(g) else {
+        return wanted;
+    };
+    for i in order {
+        let n = &g.node[i];
+        let all_static = n
+            .input
+            .iter()
+            .all(|x| x.is_empty() || static_.contains(x.as_str()));
+        if all_static || matches!(n.op_type(), "Shape" | "Size") {
+            if all_static {
+                wanted.extend(n.input.iter().map(|x| x.as_str()));
+            }
+            static_.extend(n.output.iter().map(|x| x.as_str()));
+        }
+    }
+    wanted
 }
 
 fn set_dims_value(info: &mut Info) {
