@@ -1,6 +1,6 @@
 //! Comparing a merged model's outputs with the Rust reference post-process (SPEC §5).
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::npy::Npy;
@@ -339,6 +339,9 @@ pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
     Ok((layout, params))
 }
 
+/// Largest input tensor `check` builds (bytes).
+const MAX_CHECK_INPUT_BYTES: u128 = 2 << 30;
+
 fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
     let h = recognize(m, None).or_else(|_| -> Result<crate::head::Head> { bail!("no head") });
     let g = m.graph();
@@ -351,7 +354,20 @@ fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
         shape.get(2).and_then(Dim::known),
         shape.get(3).and_then(Dim::known),
     ) {
-        (Some(b), Some(hh), Some(ww)) => Ok((b.clone(), hh, ww)),
+        (Some(b), Some(hh), Some(ww)) => {
+            // the input tensor check builds is B x 3 x H x W floats; refuse absurd declarations
+            // before allocating (head recognition allows up to 16384 a side)
+            let elems = (b.known().unwrap_or(1).max(1) as u128) * 3 * (hh.max(0) as u128) * (ww.max(0) as u128);
+            if hh <= 0 || ww <= 0 || elems * 4 > MAX_CHECK_INPUT_BYTES {
+                bail!(
+                    "input shape {} declares a {:.1} GB input; check runs models with inputs up to {} GiB",
+                    crate::shape::fmt_shape(&shape),
+                    (elems * 4) as f64 / 1e9,
+                    MAX_CHECK_INPUT_BYTES >> 30
+                );
+            }
+            Ok((b.clone(), hh, ww))
+        }
         _ => bail!(
             "input shape {} has no static H and W",
             crate::shape::fmt_shape(&shape)
@@ -381,6 +397,10 @@ fn iou(a: &Detection, b: &Detection) -> f32 {
 
 /// Run `check`: original vs merged, in three steps (SPEC §5).
 pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Result<CheckReport> {
+    crate::shape::validate(original)
+        .with_context(|| format!("ORIGINAL `{}` is not a valid model", original.source))?;
+    crate::shape::validate(merged)
+        .with_context(|| format!("MERGED `{}` is not a valid model", merged.source))?;
     let head = recognize(original, None)?;
     if matches!(head.family, Family::Merged | Family::TrtPlugin) {
         bail!(

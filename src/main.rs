@@ -345,6 +345,25 @@ fn merge_options(
 
 /// Resize (when the job has a size or batch) then apply `then`, for every job, in parallel; the
 /// input is decoded once and shared (weights are reference-counted, not copied).
+/// What a job's transformation returns besides the edited model.
+struct JobOutput {
+    report: serde_json::Value,
+    /// Node names for the `OUT.nodes_to_exclude.json` sidecar (quant-prep).
+    sidecar: Option<Vec<String>>,
+}
+
+impl From<serde_json::Value> for JobOutput {
+    fn from(report: serde_json::Value) -> Self {
+        JobOutput {
+            report,
+            sidecar: None,
+        }
+    }
+}
+
+/// Run every job (one output each) in parallel, all or nothing: every output is first written to
+/// a temp file next to its destination (and checked, with `--check`); only when every job has
+/// succeeded are they renamed into place. If one fails, no output is written.
 fn run_jobs<F>(
     input: &std::path::Path,
     jobs: Vec<Job>,
@@ -354,8 +373,9 @@ fn run_jobs<F>(
     image: Option<PathBuf>,
 ) -> Result<ExitCode>
 where
-    F: Fn(&mut Model, &Job) -> Result<serde_json::Value> + Sync,
+    F: Fn(&mut Model) -> Result<JobOutput> + Sync,
 {
+    use postmerge::model::Staged;
     use std::io::IsTerminal;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
@@ -363,7 +383,8 @@ where
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let results: Mutex<Vec<(usize, Result<serde_json::Value>)>> = Mutex::new(Vec::new());
+    type Done = (serde_json::Value, Vec<Staged>);
+    let results: Mutex<Vec<(usize, Result<Done>)>> = Mutex::new(Vec::new());
     let tty = std::io::stderr().is_terminal();
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -378,15 +399,18 @@ where
                     break;
                 }
                 let job = &jobs[i];
-                let r = (|| -> Result<serde_json::Value> {
+                let r = (|| -> Result<Done> {
                     let mut m = base.clone();
                     let mut report = serde_json::Map::new();
                     report.insert("output".into(), job.output.display().to_string().into());
                     if job.size.is_some() || job.batch.is_some() {
-                        let (h, w) = job.size.unwrap_or((
-                            postmerge::head::recognize(&m, None)?.height.unwrap_or(0),
-                            postmerge::head::recognize(&m, None)?.width.unwrap_or(0),
-                        ));
+                        let (h, w) = match job.size {
+                            Some(hw) => hw,
+                            None => {
+                                let head = postmerge::head::recognize(&m, None)?;
+                                (head.height.unwrap_or(0), head.width.unwrap_or(0))
+                            }
+                        };
                         let rep = postmerge::passes::resize::resize(
                             &mut m,
                             &postmerge::passes::resize::ResizeOptions {
@@ -401,15 +425,22 @@ where
                         report.insert("resize".into(), serde_json::to_value(&rep)?);
                     }
                     let original = if check { Some(m.clone()) } else { None };
-                    let extra = then(&mut m, job)
+                    let out = then(&mut m)
                         .with_context(|| format!("cannot process `{}`", input.display()))?;
-                    if let serde_json::Value::Object(extra) = extra {
+                    if let serde_json::Value::Object(extra) = out.report {
                         report.extend(extra);
                     }
-                    m.save(&job.output, &Default::default())
+                    let mut staged = Vec::new();
+                    if let Some(nodes) = &out.sidecar {
+                        staged.push(stage_sidecar(&job.output, nodes)?);
+                    }
+                    let model_files = m
+                        .stage(&job.output, &Default::default())
                         .with_context(|| format!("cannot save `{}`", job.output.display()))?;
-                    if let Some(o) = original {
-                        let written = load(&job.output)?;
+                    let written_at = model_files.last().map(|s| s.temp_path().to_path_buf());
+                    staged.extend(model_files);
+                    if let (Some(o), Some(written_at)) = (original, written_at) {
+                        let written = load(&written_at)?;
                         let inp = match &image {
                             Some(p) => postmerge::check::CheckInput::Image(p.clone()),
                             None => postmerge::check::CheckInput::Synthetic,
@@ -435,13 +466,13 @@ where
                             );
                         }
                     }
-                    Ok(serde_json::Value::Object(report))
+                    Ok((serde_json::Value::Object(report), staged))
                 })();
                 let k = done.fetch_add(1, Ordering::SeqCst) + 1;
-                if tty {
+                if tty && total > 1 {
                     eprintln!(
                         "[{k}/{total}] {} {}",
-                        if r.is_ok() { "wrote" } else { "FAILED" },
+                        if r.is_ok() { "ready" } else { "FAILED" },
                         job.output.display()
                     );
                 }
@@ -456,16 +487,40 @@ where
     results.sort_by_key(|(i, _)| *i);
     let mut failed = Vec::new();
     let mut values = Vec::new();
+    let mut staged = Vec::new();
     for (i, r) in results {
         match r {
-            Ok(v) => values.push(v),
-            Err(e) => failed.push(format!(
-                "{}: {}",
-                jobs[i].output.display(),
-                render_error(&e)
-            )),
+            Ok((v, s)) => {
+                values.push(v);
+                staged.extend(s);
+            }
+            Err(e) => failed.push((i, e)),
         }
     }
+    if !failed.is_empty() {
+        drop(staged); // deletes every temp file: no output of this run appears
+        let is_check = |e: &anyhow::Error| e.to_string().starts_with("check FAILED");
+        if total == 1 && !is_check(&failed[0].1) {
+            return Err(failed.remove(0).1);
+        }
+        let check_failed = failed.iter().any(|(_, e)| is_check(e));
+        let failed: Vec<String> = failed
+            .into_iter()
+            .map(|(i, e)| format!("{}: {}", jobs[i].output.display(), render_error(&e)))
+            .collect();
+        let msg = failed.join("\n");
+        let nothing = if total > 1 {
+            format!("no output written (all {total} outputs are written only when all succeed)")
+        } else {
+            "no output written".to_string()
+        };
+        if check_failed {
+            eprintln!("{msg}\n{nothing}");
+            return Ok(ExitCode::from(1));
+        }
+        anyhow::bail!("{} of {total} outputs failed; {nothing}:\n{msg}", failed.len());
+    }
+    postmerge::model::commit_all(staged)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&values)?);
     } else {
@@ -521,23 +576,21 @@ where
             }
         }
     }
-    if !failed.is_empty() {
-        let msg = failed.join("\n");
-        if failed.iter().any(|f| f.contains("check FAILED")) {
-            eprintln!("{msg}");
-            return Ok(ExitCode::from(1));
-        }
-        anyhow::bail!("{} of {total} outputs failed:\n{msg}", failed.len());
-    }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `out.onnx` → `out.nodes_to_exclude.json`, a JSON list quantize_static accepts as is.
-fn write_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<()> {
+fn stage_sidecar(
+    output: &std::path::Path,
+    nodes: &[String],
+) -> Result<postmerge::model::Staged> {
     let p = output.with_extension("nodes_to_exclude.json");
     let text = serde_json::to_string_pretty(nodes)? + "\n";
-    postmerge::model::atomic_write(&p, text.as_bytes())
-        .with_context(|| format!("cannot write `{}`", p.display()))
+    postmerge::model::stage_with(&p, |f| {
+        use std::io::Write;
+        Ok(f.write_all(text.as_bytes())?)
+    })
+    .with_context(|| format!("cannot write `{}`", p.display()))
 }
 
 /// Refuse to overwrite the input unless asked to.
@@ -641,15 +694,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &input,
                 jobs,
                 json,
-                move |m, job| {
+                move |m| {
                     let rep = postmerge::passes::merge::merge(m, &opts)?;
                     let mut v = serde_json::json!({ "merge": serde_json::to_value(&rep)? });
+                    let mut sidecar = None;
                     if quant_prep {
                         let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
-                        write_sidecar(&job.output, &q.nodes_to_exclude)?;
                         v["quant_prep"] = serde_json::to_value(&q)?;
+                        sidecar = Some(q.nodes_to_exclude);
                     }
-                    Ok(v)
+                    Ok(JobOutput { report: v, sidecar })
                 },
                 check,
                 image,
@@ -677,7 +731,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &input,
                 jobs,
                 json,
-                move |m, job| {
+                move |m| {
                     let mut v = serde_json::json!({});
                     let head = postmerge::head::recognize(m, None)?;
                     if head.family != postmerge::head::Family::Merged {
@@ -687,9 +741,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         v["note"] = "already merged: graph preparation only (boxes stay as the model computes them)".into();
                     }
                     let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
-                    write_sidecar(&job.output, &q.nodes_to_exclude)?;
                     v["quant_prep"] = serde_json::to_value(&q)?;
-                    Ok(v)
+                    Ok(JobOutput {
+                        report: v,
+                        sidecar: Some(q.nodes_to_exclude),
+                    })
                 },
                 false,
                 None,
@@ -707,7 +763,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 &input,
                 jobs,
                 json,
-                |_, _| Ok(serde_json::Value::Null),
+                |_| Ok(serde_json::Value::Null.into()),
                 false,
                 None,
             )

@@ -274,6 +274,14 @@ impl Model {
 
     /// Save to `path` atomically, with the external data it references.
     pub fn save(&self, path: &Path, opts: &SaveOptions) -> Result<()> {
+        commit_all(self.stage(path, opts)?)
+    }
+
+    /// Write the model (and its external data files) to complete, fsync'ed temp files next to
+    /// their destinations without making them visible: [`commit_all`] renames them into place
+    /// (model file last); dropping them deletes them. Multi-output runs stage every output first so
+    /// that a failure leaves no output behind.
+    pub fn stage(&self, path: &Path, opts: &SaveOptions) -> Result<Vec<Staged>> {
         let dir = path
             .parent()
             .map(|p| {
@@ -316,6 +324,7 @@ impl Model {
             bail!("cannot write `{}`: the model would be {len} bytes, over the 2 GiB protobuf limit; save it with external data (`--external-data FILE`)", path.display());
         }
         // Data files first: the model file appears last, and only when everything is in place.
+        let mut staged = Vec::new();
         let same_dir = self
             .base_dir
             .as_deref()
@@ -326,17 +335,18 @@ impl Model {
             if same_dir && opts.external_data.is_none() {
                 continue; // already there, unchanged
             }
-            atomic_write(&dir.join(loc), data)?;
+            staged.push(stage_with(&dir.join(loc), |f| Ok(f.write_all(data)?))?);
         }
         // Encoded straight into the temp file through a small buffer: weights go from the input
         // buffer to the file without a second model-sized copy in memory (issue 7, peak RSS).
-        atomic_write_with(path, |file| {
+        staged.push(stage_with(path, |file| {
             let mut sink = FileSink::new(file);
             proto_ref
                 .encode(&mut sink)
                 .map_err(|e| anyhow!("encoding failed: {e}"))?;
             sink.finish()
-        })
+        })?);
+        Ok(staged)
     }
 
     /// A copy of the proto where initializers ≥ threshold bytes point into one data file.
@@ -503,14 +513,46 @@ unsafe impl bytes::BufMut for FileSink<'_> {
 /// Write `data` to `path` through a temp file in the same folder, fsync, then rename: readers see
 /// the old file or the complete new one, never a partial file.
 pub fn atomic_write(path: &Path, data: &[u8]) -> Result<()> {
-    atomic_write_with(path, |file| Ok(file.write_all(data)?))
+    stage_with(path, |file| Ok(file.write_all(data)?))?.commit()
 }
 
-/// [`atomic_write`] where `fill` writes the contents into the temp file.
-pub fn atomic_write_with(
+/// A complete, fsync'ed temp file waiting to be renamed to its destination. Dropped without
+/// [`Staged::commit`], it is deleted.
+#[derive(Debug)]
+pub struct Staged {
+    tmp: tempfile::TempPath,
+    dest: PathBuf,
+}
+
+impl Staged {
+    /// Where the contents are now (to read them back before committing).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+    /// Where they will go.
+    pub fn dest(&self) -> &Path {
+        &self.dest
+    }
+    /// Rename into place (atomic on one file system).
+    pub fn commit(self) -> Result<()> {
+        let dest = self.dest;
+        self.tmp
+            .persist(&dest)
+            .map_err(|e| anyhow!("cannot write `{}`: {}", dest.display(), e.error))
+    }
+}
+
+/// Commit staged files in order (a model's data files before the model).
+pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
+    staged.into_iter().try_for_each(Staged::commit)
+}
+
+/// Stage `path`: `fill` writes the contents into a temp file in the same folder, which is fsync'ed
+/// and given the destination's permissions (or rw-r--r--).
+pub fn stage_with(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
-) -> Result<()> {
+) -> Result<Staged> {
     let dir = path
         .parent()
         .map(|p| {
@@ -547,7 +589,8 @@ pub fn atomic_write_with(
             .as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode));
     }
-    tmp.persist(path)
-        .map_err(|e| anyhow!("cannot write `{}`: {}", path.display(), e.error))?;
-    Ok(())
+    Ok(Staged {
+        tmp: tmp.into_temp_path(),
+        dest: path.to_path_buf(),
+    })
 }

@@ -19,6 +19,7 @@ use crate::model::Model;
 use crate::onnx::{
     tensor_proto::DataType, type_proto, GraphProto, NodeProto, TensorShapeProto, ValueInfoProto,
 };
+use crate::tensor::dtype_name;
 use crate::tensor::{numel, Values};
 
 /// One dimension: a number or a symbol (e.g. `batch`, or `N` for data-dependent sizes).
@@ -106,6 +107,11 @@ pub struct Shapes {
     pub unknown: Vec<String>,
     /// Float constants with more elements than this are inferred for their shape only.
     pub float_value_limit: usize,
+    /// The subset of `unknown` that are defects of the model rather than limits of inference: a
+    /// standard-domain op with a shape rule, whose inputs all have known shapes, that still could
+    /// not be inferred (a missing required attribute, a perm of the wrong length, a float Reshape
+    /// shape, an element count that overflows...).
+    pub defects: Vec<String>,
 }
 
 impl Default for Shapes {
@@ -114,6 +120,7 @@ impl Default for Shapes {
             map: HashMap::new(),
             unknown: Vec::new(),
             float_value_limit: SHAPE_FLOAT_VALUES,
+            defects: Vec::new(),
         }
     }
 }
@@ -220,6 +227,19 @@ pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Resul
     infer_limited(model, input_override, SHAPE_FLOAT_VALUES)
 }
 
+/// Refuse a graph that cannot be a valid model: a tensor nothing defines, a cycle, or a node whose
+/// shape cannot be inferred because of the model itself ([`Shapes::defects`]). Custom-domain and
+/// unknown ops pass (they are carried through untouched).
+pub fn validate(model: &Model) -> Result<()> {
+    crate::graph::check_references(model.graph())?;
+    topo_order(model.graph())?;
+    let s = infer(model, &HashMap::new())?;
+    if let Some(d) = s.defects.first() {
+        bail!("{d}");
+    }
+    Ok(())
+}
+
 /// [`infer`], also computing the values of every constant-foldable tensor up to 2^20 elements,
 /// weights included (for constant folding).
 pub fn infer_with_values(
@@ -285,7 +305,24 @@ fn infer_limited(
                 }
             }
             Err(e) => {
-                s.unknown.push(format!("{}: {e}", describe(n)));
+                let d = describe(n);
+                let e = e.to_string();
+                // some rules already name the node
+                let msg = if e.starts_with(&d) {
+                    e.clone()
+                } else {
+                    format!("{d}: {e}")
+                };
+                let standard = matches!(n.domain(), "" | "ai.onnx");
+                let rule = !(e.starts_with("no shape rule") || e.contains("is not supported"));
+                let inputs_known = n
+                    .input
+                    .iter()
+                    .all(|i| i.is_empty() || s.shape(i).is_some());
+                if standard && rule && inputs_known {
+                    s.defects.push(msg.clone());
+                }
+                s.unknown.push(msg);
             }
         }
     }
@@ -955,6 +992,16 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
         }
         "Reshape" => {
             let x = req(n, s, 0)?;
+            if let Some(dt) = input(n, s, 1).and_then(|i| i.dtype) {
+                if dt != DataType::Int64 as i32 {
+                    bail!(
+                        "shape input `{}` is {}, expected {}",
+                        n.input[1],
+                        dtype_name(dt),
+                        dtype_name(DataType::Int64 as i32)
+                    );
+                }
+            }
             let Some(target) = dims_values(n, s, 1) else {
                 bail!("Reshape target shape is not a constant")
             };

@@ -291,3 +291,56 @@ fn help_has_examples_for_each_subcommand() {
     let (code, _, err) = run(&["no-such-command"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn multi_output_runs_are_all_or_nothing() {
+    // one invalid size among several: exit 2, no new file, and a file already at one of the
+    // destinations keeps its old bytes (fixture only, no ../shared)
+    let dir = tempfile::tempdir().unwrap();
+    let src = common::fixtures().join("yolox_nano_128x160.onnx");
+    let pattern = dir.path().join("out_{h}x{w}.onnx");
+    let old = dir.path().join("out_96x96.onnx");
+    std::fs::write(&old, b"an older file").unwrap();
+    for cmd in ["resize", "merge"] {
+        let (code, out, err) = run(&[
+            cmd,
+            src.to_str().unwrap(),
+            "--size",
+            "96x96",
+            "--size",
+            "256x320",
+            "--size",
+            "100x100",
+            "-o",
+            pattern.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 2, "{cmd}: {out}{err}");
+        assert!(
+            err.contains("1 of 3 outputs failed") && err.contains("no output written"),
+            "{cmd}: {err}"
+        );
+        assert!(err.contains("100x100") && err.contains("multiples"), "{err}");
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["out_96x96.onnx"], "{cmd}: only the old file may remain");
+        assert_eq!(std::fs::read(&old).unwrap(), b"an older file");
+    }
+    // all valid: every file written
+    let (code, _, err) = run(&[
+        "resize",
+        src.to_str().unwrap(),
+        "--size",
+        "96x96",
+        "--size",
+        "256x320",
+        "-o",
+        pattern.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    for f in ["out_96x96.onnx", "out_256x320.onnx"] {
+        postmerge::model::Model::load(&dir.path().join(f)).unwrap();
+    }
+}

@@ -135,9 +135,9 @@ fn check_opset_raise(m: &Model, from: i64, to: i64) -> Result<()> {
 /// Append the post-process. Refuses already merged models, TensorRT plugin graphs and
 /// unrecognized heads.
 pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
-    // a graph that reads undefined tensors or has a cycle is refused before anything is appended
-    crate::graph::check_references(m.graph())?;
-    crate::graph::topo_order(m.graph())?;
+    // a graph that reads undefined tensors, has a cycle or a malformed node is refused before
+    // anything is appended
+    crate::shape::validate(m)?;
     let mut head = recognize(m, None)?;
     match head.family {
         Family::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),

@@ -223,6 +223,7 @@ fn int_const(g: &GraphProto, ix: &GraphIndex, name: &str) -> Option<(TensorProto
 
 /// Re-specialize `m` in place.
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
+    crate::shape::validate(m)?;
     let head = recognize(m, None)?;
     if head.family == Family::Merged || head.family == Family::TrtPlugin {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
@@ -241,7 +242,7 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     }
     if h1 % max_stride != 0 || w1 % max_stride != 0 {
         bail!(
-            "size {h1}x{w1}: height and width must be multiples of the largest stride {max_stride} of this {} head (e.g. {}x{})",
+            "size {h1}x{w1}: height and width must be multiples of the largest stride {max_stride} of this model ({}); e.g. {}x{}",
             head.family.label(),
             (h1 / max_stride).max(1) * max_stride,
             (w1 / max_stride).max(1) * max_stride
@@ -254,6 +255,10 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     let b0 = head.batch.clone();
     let b1 = match &opts.batch {
         None => b0.clone(),
+        Some(BatchSpec::Static(b)) if *b > crate::head::MAX_BATCH => bail!(
+            "batch {b} is larger than {} (a batch that large is almost certainly a typo)",
+            crate::head::MAX_BATCH
+        ),
         Some(BatchSpec::Static(b)) if *b >= 1 => Dim::Known(*b),
         Some(BatchSpec::Static(b)) => bail!("batch {b} must be at least 1"),
         Some(BatchSpec::Dynamic) => Dim::Sym("batch".into()),

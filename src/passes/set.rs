@@ -46,19 +46,31 @@ fn fmt_values(v: &Values) -> String {
     }
 }
 
-/// New tensor like `old` (same dtype and dims) holding `value`.
-fn like(old: &TensorProto, name: &str, value: f64) -> Result<TensorProto> {
+/// New tensor like `old` (same dtype and dims) holding `value`. NonMaxSuppression takes its
+/// `max_output_boxes_per_class` as int64 and its thresholds as float, each one value (a scalar,
+/// or [1] as PINTO's exports have it); anything else is refused rather than rewritten.
+fn like(old: &TensorProto, name: &str, value: f64, count: bool) -> Result<TensorProto> {
     let dims = old.dims.clone();
-    let n = crate::tensor::numel(&dims).unwrap_or(1);
-    let v = match DataType::try_from(old.data_type()) {
-        Ok(DataType::Float) => Values::F32(vec![value as f32; n]),
-        Ok(DataType::Double) => Values::F64(vec![value; n]),
-        Ok(DataType::Int64) => Values::I64(vec![value as i64; n]),
-        Ok(DataType::Int32) => Values::I32(vec![value as i32; n]),
-        _ => bail!(
-            "tensor `{}` has dtype {}, expected a float or integer NMS parameter",
+    if crate::tensor::numel(&dims) != Some(1) {
+        bail!(
+            "tensor `{}` has shape {:?}, expected one value (a scalar or [1])",
             old.name(),
-            crate::tensor::dtype_name(old.data_type())
+            dims
+        );
+    }
+    let dt = DataType::try_from(old.data_type());
+    let v = match dt {
+        Ok(DataType::Int64) if count => Values::I64(vec![value as i64]),
+        Ok(DataType::Float) if !count => Values::F32(vec![value as f32]),
+        _ => bail!(
+            "tensor `{}` is {}, expected {} (the NonMaxSuppression input's type)",
+            old.name(),
+            crate::tensor::dtype_name(old.data_type()),
+            crate::tensor::dtype_name(if count {
+                DataType::Int64 as i32
+            } else {
+                DataType::Float as i32
+            })
         ),
     };
     let mut t = tensor_from_values(name, &dims, &v);
@@ -130,7 +142,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 };
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{node_name}_{pname}"));
-                let t = like(&proto, &new_name, value)?;
+                let t = like(&proto, &new_name, value, idx == 2)?;
                 while g.node[ni].input.len() <= idx {
                     g.node[ni].input.push(String::new());
                 }
@@ -175,7 +187,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             let (how, tensor) = if shared && !is_input {
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{tname}_mod"));
-                g.initializer.push(like(&old, &new_name, value)?);
+                g.initializer.push(like(&old, &new_name, value, idx == 2)?);
                 g.node[ni].input[idx] = new_name.clone();
                 (
                     format!(
@@ -186,7 +198,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             } else {
                 match src {
                     ConstSource::Initializer(i) => {
-                        let t = like(&old, &tname, value)?;
+                        let t = like(&old, &tname, value, idx == 2)?;
                         g.initializer[i] = TensorProto {
                             name: Some(tname.clone()),
                             ..t
@@ -202,7 +214,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                         )
                     }
                     ConstSource::ConstantNode(p) => {
-                        let t = like(&old, old.name(), value)?;
+                        let t = like(&old, old.name(), value, idx == 2)?;
                         let cn = &mut g.node[p];
                         cn.attribute
                             .retain(|a| a.name() != "value" && !a.name().starts_with("value_"));
@@ -215,7 +227,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 let t = if let Some(&i) = GraphIndex::build(m.graph()).initializer.get(&tensor) {
                     m.graph().initializer[i].clone()
                 } else {
-                    like(&old, "", value)?
+                    like(&old, "", value, idx == 2)?
                 };
                 m.tensor_values(&t)
                     .map(|v| fmt_values(&v))
