@@ -77,6 +77,7 @@ if groups:
 # --- whole process -----------------------------------------------------------------------------
 proc = load_jsonl("process.jsonl")
 titles = {"io": "Whole process: load+save vs copy (a)", "passes": "Whole process: passes vs load+save (b)",
+          "big": "Whole process: a 220 MB model (Gold-YOLO-n + 200 MB of weights; peak RSS, a/b)",
           "multi": "Whole process: 37 PINTO sizes in one call (c)", "check": "Whole process: check (e)"}
 for grp, title in titles.items():
     rows = [r for r in proc if r["group"] == grp]
@@ -118,6 +119,17 @@ if ortr:
 
 # --- targets -----------------------------------------------------------------------------------
 print("## Targets\n")
+sizes = {}
+if os.path.exists(os.path.join(OUT, "sizes.tsv")):
+    for line in open(os.path.join(OUT, "sizes.tsv")):
+        k, v = line.split("\t")
+        sizes[k] = int(v)
+for r in proc:
+    name = r["label"].split(":")[0]
+    if r["group"] in ("io", "passes", "big") and name in sizes and ": cp" not in r["label"]:
+        ratio = r["rss_median"] / sizes[name]
+        print(f"- {r['label']}: peak RSS {r['rss_median'] / 2**20:.1f} MiB = {ratio:.2f}× the file "
+              f"({sizes[name] / 2**20:.1f} MiB) ≤ 1.5×: {'PASS' if ratio <= 1.5 else 'FAIL'}")
 for r in proc:
     if r["group"] == "multi" and ("resize" in r["label"] or "merge" in r["label"]):
         ok = r["wall_median"] < 10

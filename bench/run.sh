@@ -3,7 +3,7 @@
 #
 #   bench/run.sh                       # everything (≈ 25 min on 2 cores once the release build exists)
 #   bench/run.sh process ort           # only some sections, in this order:
-#       machine build criterion process multi ort check profile report
+#       machine build criterion process big multi ort check profile report
 #
 # Environment: CARGO_TARGET_DIR (default ~/.cache/postmerge-release), POSTMERGE_MODELS and
 # POSTMERGE_REF (default ../shared/models and ../shared/ref), OUT (results folder, default a new
@@ -34,7 +34,7 @@ BIN="$CARGO_TARGET_DIR/release/postmerge"
 W="$OUT/work"            # outputs of the timed commands (same filesystem as $OUT)
 mkdir -p "$W"
 SECTIONS=("$@")
-[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(machine build criterion process multi ort check profile report)
+[ ${#SECTIONS[@]} -eq 0 ] && SECTIONS=(machine build criterion process big multi ort check profile report)
 
 YOLOX="$MODELS/yolox_nano_80c_640x640_op11.onnx"
 GOLD="$MODELS/gold_yolo_n_80c_640x640_op13.onnx"
@@ -89,6 +89,10 @@ process() {
     spec "$name: convert (load+save)" 0 "$BIN convert $in -o $o" "rm -f $o" >> "$s"
   done
   python3 bench/proc_bench.py --runs "$RUNS" --group io --out "$OUT/process.jsonl" "$s"
+  # file sizes, for the peak-RSS ratio in the report
+  for m in yolox_nano:"$YOLOX" gold_yolo_n:"$GOLD" gold_yolo_n_e2e:"$LARGEST"; do
+    printf '%s\t%s\n' "${m%%:*}" "$(stat -c %s "${m#*:}")" >> "$OUT/sizes.tsv"
+  done
 
   s="$W/passes.tsv"
   : > "$s"
@@ -104,6 +108,22 @@ process() {
   done
   python3 bench/proc_bench.py --runs "$RUNS" --group passes --out "$OUT/process.jsonl" "$s"
   has_quant_prep || echo "  quant-prep: not yet implemented in this build (no such subcommand)" | tee "$OUT/quant_prep.txt"
+}
+
+big() {
+  say "whole process on a 220 MB model: peak RSS vs file size (a, b)"
+  local big="$W/gold_yolo_n_big.onnx" o="$W/gold_yolo_n_big.out.onnx" s="$W/big.tsv"
+  [ -f "$big" ] || python3 bench/make_big.py "$GOLD" "$big" "${BIG_MB:-200}"
+  printf '%s\t%s\n' gold_yolo_n_big "$(stat -c %s "$big")" >> "$OUT/sizes.tsv"
+  : > "$s"
+  spec "gold_yolo_n_big: cp" 0 "cp $big $o" "rm -f $o" >> "$s"
+  spec "gold_yolo_n_big: cp + fsync" 0 "sh -c 'cp $big $o && sync $o'" "rm -f $o" >> "$s"
+  spec "gold_yolo_n_big: convert (load+save)" 0 "$BIN convert $big -o $o" "rm -f $o" >> "$s"
+  spec "gold_yolo_n_big: merge" 0 "$BIN merge $big -o $o" "rm -f $o" >> "$s"
+  spec "gold_yolo_n_big: resize 128x160" 0 "$BIN resize $big -o $o --size 128x160" "rm -f $o" >> "$s"
+  spec "gold_yolo_n_big: quant-prep" 0 "$BIN quant-prep $big -o $o" "rm -f $o ${o%.onnx}.nodes_to_exclude.json" >> "$s"
+  python3 bench/proc_bench.py --runs "$RUNS" --group big --out "$OUT/process.jsonl" "$s"
+  rm -f "$big"
 }
 
 multi() {
@@ -214,7 +234,7 @@ report() {
 
 for s in "${SECTIONS[@]}"; do
   case "$s" in
-    machine|build|criterion|process|multi|ort|check|profile|report) "$s" ;;
-    *) echo "unknown section $s (machine build criterion process multi ort check profile report)" >&2; exit 2 ;;
+    machine|build|criterion|process|big|multi|ort|check|profile|report) "$s" ;;
+    *) echo "unknown section $s (machine build criterion process big multi ort check profile report)" >&2; exit 2 ;;
   esac
 done

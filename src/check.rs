@@ -357,7 +357,10 @@ fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
         (Some(b), Some(hh), Some(ww)) => {
             // the input tensor check builds is B x 3 x H x W floats; refuse absurd declarations
             // before allocating (head recognition allows up to 16384 a side)
-            let elems = (b.known().unwrap_or(1).max(1) as u128) * 3 * (hh.max(0) as u128) * (ww.max(0) as u128);
+            let elems = (b.known().unwrap_or(1).max(1) as u128)
+                * 3
+                * (hh.max(0) as u128)
+                * (ww.max(0) as u128);
             if hh <= 0 || ww <= 0 || elems * 4 > MAX_CHECK_INPUT_BYTES {
                 bail!(
                     "input shape {} declares a {:.1} GB input; check runs models with inputs up to {} GiB",
@@ -397,9 +400,9 @@ fn iou(a: &Detection, b: &Detection) -> f32 {
 
 /// Run `check`: original vs merged, in three steps (SPEC §5).
 pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Result<CheckReport> {
-    crate::shape::validate(original)
+    crate::shape::validate_structure(original)
         .with_context(|| format!("ORIGINAL `{}` is not a valid model", original.source))?;
-    crate::shape::validate(merged)
+    crate::shape::validate_structure(merged)
         .with_context(|| format!("MERGED `{}` is not a valid model", merged.source))?;
     let head = recognize(original, None)?;
     if matches!(head.family, Family::Merged | Family::TrtPlugin) {
@@ -415,6 +418,10 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         .ok_or_else(|| anyhow::anyhow!("original has no head output"))?;
     let (layout, params) = merged_info(merged)?;
     let (mb, mh, mw) = hw(merged)?;
+    crate::shape::validate_nodes(original)
+        .with_context(|| format!("ORIGINAL `{}` is not a valid model", original.source))?;
+    crate::shape::validate_nodes(merged)
+        .with_context(|| format!("MERGED `{}` is not a valid model", merged.source))?;
     let (oh, ow) = (head.height.unwrap_or(0), head.width.unwrap_or(0));
     let batch = mb.known().unwrap_or(1) as usize;
     let mut notes = Vec::new();

@@ -518,7 +518,10 @@ where
             eprintln!("{msg}\n{nothing}");
             return Ok(ExitCode::from(1));
         }
-        anyhow::bail!("{} of {total} outputs failed; {nothing}:\n{msg}", failed.len());
+        anyhow::bail!(
+            "{} of {total} outputs failed; {nothing}:\n{msg}",
+            failed.len()
+        );
     }
     postmerge::model::commit_all(staged)?;
     if json {
@@ -580,10 +583,7 @@ where
 }
 
 /// `out.onnx` → `out.nodes_to_exclude.json`, a JSON list quantize_static accepts as is.
-fn stage_sidecar(
-    output: &std::path::Path,
-    nodes: &[String],
-) -> Result<postmerge::model::Staged> {
+fn stage_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<postmerge::model::Staged> {
     let p = output.with_extension("nodes_to_exclude.json");
     let text = serde_json::to_string_pretty(nodes)? + "\n";
     postmerge::model::stage_with(&p, |f| {

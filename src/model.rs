@@ -594,3 +594,93 @@ pub fn stage_with(
         dest: path.to_path_buf(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BufMut;
+
+    /// A model with weights on both sides of the sink's direct-write threshold.
+    fn sample() -> ModelProto {
+        let mut g = GraphProto {
+            name: Some("g".into()),
+            ..Default::default()
+        };
+        for (i, n) in [
+            3usize,
+            SINK_BUFFER - 1,
+            SINK_BUFFER,
+            3 * SINK_BUFFER + 7,
+            100,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            g.initializer.push(TensorProto {
+                name: Some(format!("w{i}")),
+                dims: vec![n as i64],
+                data_type: Some(2), // uint8
+                raw_data: Some(Bytes::from(
+                    (0..n).map(|k| (k * 31 + i) as u8).collect::<Vec<_>>(),
+                )),
+                ..Default::default()
+            });
+        }
+        ModelProto {
+            ir_version: Some(8),
+            graph: Some(g),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn streamed_encoding_equals_encode_to_vec() {
+        let proto = sample();
+        let mut file = tempfile::tempfile().unwrap();
+        let mut sink = FileSink::new(&mut file);
+        proto.encode(&mut sink).unwrap();
+        sink.finish().unwrap();
+        use std::io::{Read, Seek};
+        file.rewind().unwrap();
+        let mut got = Vec::new();
+        file.read_to_end(&mut got).unwrap();
+        assert_eq!(got, proto.encode_to_vec());
+    }
+
+    #[test]
+    fn sink_reports_write_errors() {
+        // /dev/full fails every write with ENOSPC, as a full disk would
+        let Ok(mut f) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+            return;
+        };
+        let mut sink = FileSink::new(&mut f);
+        sink.put_slice(&vec![1u8; 2 * SINK_BUFFER]);
+        sink.put_slice(b"small");
+        let e = sink.finish().unwrap_err();
+        assert!(e.to_string().contains("No space left"), "{e}");
+    }
+
+    #[test]
+    fn save_streams_and_stage_commits_or_cleans_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Model {
+            proto: sample(),
+            base_dir: None,
+            external: BTreeMap::new(),
+            source: "sample".into(),
+        };
+        let out = dir.path().join("m.onnx");
+        m.save(&out, &SaveOptions::default()).unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), m.proto.encode_to_vec());
+        // staged but dropped: the temp file goes, the destination is never created
+        let other = dir.path().join("n.onnx");
+        let staged = m.stage(&other, &SaveOptions::default()).unwrap();
+        assert!(staged.last().unwrap().temp_path().exists());
+        drop(staged);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["m.onnx"]);
+    }
+}

@@ -231,8 +231,18 @@ pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Resul
 /// shape cannot be inferred because of the model itself ([`Shapes::defects`]). Custom-domain and
 /// unknown ops pass (they are carried through untouched).
 pub fn validate(model: &Model) -> Result<()> {
+    validate_structure(model)?;
+    validate_nodes(model)
+}
+
+/// The structural half of [`validate`]: every tensor read is defined, and there is no cycle.
+pub fn validate_structure(model: &Model) -> Result<()> {
     crate::graph::check_references(model.graph())?;
-    topo_order(model.graph())?;
+    topo_order(model.graph()).map(|_| ())
+}
+
+/// The node half of [`validate`] (after [`validate_structure`]): no [`Shapes::defects`].
+pub fn validate_nodes(model: &Model) -> Result<()> {
     let s = infer(model, &HashMap::new())?;
     if let Some(d) = s.defects.first() {
         bail!("{d}");
@@ -315,10 +325,7 @@ fn infer_limited(
                 };
                 let standard = matches!(n.domain(), "" | "ai.onnx");
                 let rule = !(e.starts_with("no shape rule") || e.contains("is not supported"));
-                let inputs_known = n
-                    .input
-                    .iter()
-                    .all(|i| i.is_empty() || s.shape(i).is_some());
+                let inputs_known = n.input.iter().all(|i| i.is_empty() || s.shape(i).is_some());
                 if standard && rule && inputs_known {
                     s.defects.push(msg.clone());
                 }
@@ -1869,5 +1876,69 @@ mod hostile_tests {
                 r.err()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod value_tests {
+    use super::*;
+    use crate::graph::make_node;
+    use crate::onnx::{GraphProto, ModelProto};
+    use crate::tensor::tensor_f32;
+
+    /// `x + w` (w is a weight: x is an input) and `-c` (foldable: c is a constant).
+    fn model() -> Model {
+        let g = GraphProto {
+            input: vec![make_vi("x", DataType::Float as i32, &[Dim::Known(100)])],
+            initializer: vec![
+                tensor_f32("w", &[100], &[1.0; 100]),
+                tensor_f32("c", &[100], &[2.0; 100]),
+                tensor_f32("s", &[4], &[1.0, 1.0, 2.0, 2.0]),
+            ],
+            node: vec![
+                make_node("Add", "add_w", &["x", "w"], &["y"], vec![]),
+                make_node("Neg", "neg_c", &["c"], &["z"], vec![]),
+            ],
+            output: vec![
+                make_vi("y", DataType::Float as i32, &[Dim::Known(100)]),
+                make_vi("z", DataType::Float as i32, &[Dim::Known(100)]),
+            ],
+            ..Default::default()
+        };
+        Model {
+            proto: ModelProto {
+                graph: Some(g),
+                ..Default::default()
+            },
+            base_dir: None,
+            external: Default::default(),
+            source: "t".into(),
+        }
+    }
+
+    #[test]
+    fn shape_inference_does_not_decode_weights() {
+        let s = infer(&model(), &HashMap::new()).unwrap();
+        assert!(s.get("w").unwrap().value.is_none(), "a 100-float weight");
+        assert!(s.get("c").unwrap().value.is_none());
+        assert!(
+            s.get("s").unwrap().value.is_some(),
+            "small floats (Resize scales) stay"
+        );
+        assert_eq!(s.shape("z").unwrap(), &vec![Dim::Known(100)]);
+    }
+
+    #[test]
+    fn folding_inference_decodes_only_foldable_weights() {
+        let s = infer_with_values(&model(), &HashMap::new()).unwrap();
+        assert!(s.get("w").unwrap().value.is_none(), "x + w cannot fold");
+        assert_eq!(
+            s.get("c").unwrap().value.as_ref().map(|v| v.len()),
+            Some(100)
+        );
+        assert_eq!(
+            s.get("z").unwrap().value.as_ref().map(|v| v.as_f64()[0]),
+            Some(-2.0)
+        );
     }
 }

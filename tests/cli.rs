@@ -319,13 +319,20 @@ fn multi_output_runs_are_all_or_nothing() {
             err.contains("1 of 3 outputs failed") && err.contains("no output written"),
             "{cmd}: {err}"
         );
-        assert!(err.contains("100x100") && err.contains("multiples"), "{err}");
+        assert!(
+            err.contains("100x100") && err.contains("multiples"),
+            "{err}"
+        );
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         names.sort();
-        assert_eq!(names, ["out_96x96.onnx"], "{cmd}: only the old file may remain");
+        assert_eq!(
+            names,
+            ["out_96x96.onnx"],
+            "{cmd}: only the old file may remain"
+        );
         assert_eq!(std::fs::read(&old).unwrap(), b"an older file");
     }
     // all valid: every file written

@@ -16,34 +16,10 @@ pub fn decode(data: &[u8]) -> Option<Model> {
     Model::from_bytes(Bytes::copy_from_slice(data), "fuzz.onnx").ok()
 }
 
-/// inspect.rs sums `numel × dtype size` over the initializers in unchecked u64 arithmetic: a
-/// known bug, reported, in a file the reliability work may not edit. Inputs that would trip it are
-/// run through inspect's parts (head recognition, resolution constants) instead, so the fuzzer
-/// keeps finding other bugs. `POSTMERGE_FUZZ_STRICT=1` turns this filter off.
-pub fn trips_known_inspect_overflow(m: &Model) -> bool {
-    if std::env::var_os("POSTMERGE_FUZZ_STRICT").is_some() {
-        return false;
-    }
-    let (mut params, mut bytes) = (0u64, 0u64);
-    for t in &m.graph().initializer {
-        let n = postmerge::tensor::numel(&t.dims).unwrap_or(0) as u64;
-        let b = n.checked_mul(postmerge::tensor::dtype_size(t.data_type()).unwrap_or(0) as u64);
-        match (params.checked_add(n), b.and_then(|b| bytes.checked_add(b))) {
-            (Some(p), Some(b)) => (params, bytes) = (p, b),
-            _ => return true,
-        }
-    }
-    false
-}
-
 /// Target (a): decode + inspect (+ its renderings and a self-diff).
 pub fn run_inspect(data: &[u8]) {
     let Some(m) = decode(data) else { return };
-    if trips_known_inspect_overflow(&m) {
-        if let Ok(h) = postmerge::head::recognize(&m, None) {
-            let _ = postmerge::resdep::find_resolution_constants(&m, &h);
-        }
-    } else if let Ok(r) = postmerge::inspect::inspect(&m) {
+    if let Ok(r) = postmerge::inspect::inspect(&m) {
         let _ = postmerge::inspect::render(&r);
         let _ = serde_json::to_string(&r);
     }
@@ -52,8 +28,9 @@ pub fn run_inspect(data: &[u8]) {
     }
 }
 
-/// Target (b): merge (default options and a fixed-size layout) and resize to 128x160 and 96x96,
-/// then merge the resized models; every result is encoded and decoded again.
+/// Target (b): merge (default options and a fixed-size layout, then `set` on the merge),
+/// quant-prep, and resize to 128x160 and 96x96, then merge the resized models; every result is
+/// encoded and decoded again.
 pub fn run_passes(data: &[u8]) {
     let Some(m) = decode(data) else { return };
     let _ = postmerge::shape::infer(&m, &Default::default());
@@ -73,6 +50,18 @@ pub fn run_passes(data: &[u8]) {
     };
     if postmerge::passes::merge::merge(&mut trt, &opts).is_ok() {
         roundtrip(&trt);
+    }
+    // quant-prep: the decoded layout with [0,1] boxes, then the graph preparation
+    let mut q = m.clone();
+    let qopts = postmerge::passes::merge::MergeOptions {
+        layout: Some(postmerge::postprocess::Layout::Decoded),
+        normalize_boxes: true,
+        ..Default::default()
+    };
+    if postmerge::passes::merge::merge(&mut q, &qopts).is_ok()
+        && postmerge::passes::quant_prep::quant_prep(&mut q, &Default::default()).is_ok()
+    {
+        roundtrip(&q);
     }
     for (h, w) in [(128, 160), (96, 96)] {
         let mut r = m.clone();

@@ -137,13 +137,14 @@ fn check_opset_raise(m: &Model, from: i64, to: i64) -> Result<()> {
 pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     // a graph that reads undefined tensors, has a cycle or a malformed node is refused before
     // anything is appended
-    crate::shape::validate(m)?;
+    crate::shape::validate_structure(m)?;
     let mut head = recognize(m, None)?;
     match head.family {
         Family::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),
         Family::TrtPlugin => bail!("the model uses a TensorRT plugin NMS ({}); postmerge appends ONNX NonMaxSuppression to un-merged exports only", head.rule),
         _ => {}
     }
+    crate::shape::validate_nodes(m)?;
     if let Some(f) = opts.family {
         if matches!(f, Family::Merged | Family::TrtPlugin) {
             bail!("--family must be yolox-raw, yolox-decoded or gold-yolo");

@@ -223,11 +223,12 @@ fn int_const(g: &GraphProto, ix: &GraphIndex, name: &str) -> Option<(TensorProto
 
 /// Re-specialize `m` in place.
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
-    crate::shape::validate(m)?;
+    crate::shape::validate_structure(m)?;
     let head = recognize(m, None)?;
     if head.family == Family::Merged || head.family == Family::TrtPlugin {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
     }
+    crate::shape::validate_nodes(m)?;
     let (h0, w0) = (
         head.height.context("no static input height")?,
         head.width.context("no static input width")?,
