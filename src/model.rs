@@ -156,8 +156,8 @@ impl Model {
         if meta.is_dir() {
             bail!("`{}` is a folder, expected an .onnx file", path.display());
         }
-        let data =
-            std::fs::read(path).with_context(|| format!("cannot read `{}`", path.display()))?;
+        let data = read_model_bytes(path, meta.len())
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
         let dir = path.parent().map(|p| {
             if p.as_os_str().is_empty() {
                 Path::new(".")
@@ -165,7 +165,7 @@ impl Model {
                 p
             }
         });
-        Self::from_bytes_in(Bytes::from(data), &path.display().to_string(), dir)
+        Self::from_bytes_in(data, &path.display().to_string(), dir)
     }
 
     fn resolve_external(&mut self) -> Result<()> {
@@ -188,10 +188,12 @@ impl Model {
                 bail!("tensor `{tname}` in `{}` is stored in external file `{loc}`, but the model was given as bytes with no folder", self.source);
             };
             let p = dir.join(&loc);
-            let data = std::fs::read(&p).with_context(|| {
-                format!("tensor `{tname}` of `{}` is stored in external data file `{}`, which cannot be read", self.source, p.display())
-            })?;
-            self.external.insert(loc, Bytes::from(data));
+            let data = std::fs::metadata(&p)
+                .and_then(|m| read_model_bytes(&p, m.len()))
+                .with_context(|| {
+                    format!("tensor `{tname}` of `{}` is stored in external data file `{}`, which cannot be read", self.source, p.display())
+                })?;
+            self.external.insert(loc, data);
         }
         // Check every external reference fits its file.
         let mut err = None;
@@ -413,6 +415,36 @@ pub fn same_file(a: &Path, b: &Path) -> bool {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     }
+}
+
+/// Files at least this large are memory-mapped rather than read into a buffer.
+pub const MMAP_THRESHOLD: u64 = 16 << 20;
+
+/// The bytes of a model (or external data) file. A large regular file is memory-mapped: the weights the model borrows
+/// are then the page cache's own pages, so loading costs no page zeroing and no copy, and saving
+/// writes them from there (issue 7). Peak RSS is the same as reading it (mapped pages count once
+/// touched); the time is not. Smaller files, and anything that is not a regular file (a pipe),
+/// are read.
+///
+/// The mapping is read-only and private. Another program truncating the file while postmerge runs
+/// would make later reads of the lost pages fault (SIGBUS), as with any mapped file (ripgrep has the
+/// same trade-off); postmerge itself never writes to its input, and `--in-place` replaces it by
+/// rename, which leaves the mapped old file intact.
+fn read_model_bytes(path: &Path, len: u64) -> std::io::Result<Bytes> {
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    if meta.is_file() && len >= MMAP_THRESHOLD && meta.len() == len {
+        // SAFETY: the map is read-only; see above for the one hazard (a concurrent truncation by
+        // another process), which the documentation states.
+        if let Ok(map) = unsafe { memmap2::Mmap::map(&file) } {
+            #[cfg(unix)]
+            let _ = map.advise(memmap2::Advice::Sequential);
+            return Ok(Bytes::from_owner(map));
+        }
+    }
+    let mut data = Vec::with_capacity(meta.len() as usize);
+    std::io::Read::read_to_end(&mut &file, &mut data)?;
+    Ok(Bytes::from(data))
 }
 
 /// Buffered [`bytes::BufMut`] over a file, so that prost encodes a model straight into it.
