@@ -449,7 +449,7 @@ fn read_model_bytes(path: &Path, len: u64) -> std::io::Result<Bytes> {
 
 /// Buffered [`bytes::BufMut`] over a file, so that prost encodes a model straight into it.
 ///
-/// Small writes (tags, lengths, node fields) collect in a 1 MiB buffer; slices of at least that size
+/// Small writes (tags, lengths, node fields) collect in a 256 KiB buffer; slices of at least that size
 /// (weights) go to the file directly from where they are, without being copied. `BufMut` cannot
 /// report errors, so the first I/O error is kept, later writes are dropped, and [`FileSink::finish`]
 /// returns it.
@@ -459,7 +459,7 @@ struct FileSink<'a> {
     error: Option<std::io::Error>,
 }
 
-const SINK_BUFFER: usize = 1 << 20;
+const SINK_BUFFER: usize = 256 << 10;
 
 impl<'a> FileSink<'a> {
     fn new(file: &'a mut std::fs::File) -> Self {
