@@ -523,7 +523,10 @@ where
             failed.len()
         );
     }
-    postmerge::model::commit_all(staged)?;
+    {
+        let _no_interrupt_midway = exit_lock();
+        postmerge::model::commit_all(staged)?;
+    }
     if json {
         println!("{}", serde_json::to_string_pretty(&values)?);
     } else {
@@ -594,7 +597,49 @@ fn stage_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<postmerge
 }
 
 /// Refuse to overwrite the input unless asked to.
+/// Folders this run writes into: on SIGINT/SIGTERM/SIGHUP the handler removes this process's temp
+/// files from them before exiting (destructors do not run on `exit`).
+static OUTPUT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn watch_output_dir(output: &std::path::Path) {
+    let dir = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut dirs = OUTPUT_DIRS.lock().unwrap_or_else(|e| e.into_inner());
+    if !dirs.contains(&dir) {
+        dirs.push(dir);
+    }
+}
+
+/// Held by the interrupt handler from its start until `exit(130)`, and by the main thread while it
+/// renames a multi-output run's files into place and before it reports its outcome: an interrupt
+/// then either comes before the renames (nothing appears) or after all of them, and the exit code
+/// is 130 rather than the error of a write whose temp file the handler just removed.
+static EXIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exit_lock() -> std::sync::MutexGuard<'static, ()> {
+    EXIT_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn on_interrupt() {
+    let _held_until_exit = exit_lock();
+    let dirs = OUTPUT_DIRS
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_else(|e| e.into_inner().clone());
+    let removed: usize = dirs
+        .iter()
+        .map(|d| postmerge::model::remove_own_temp_files(d))
+        .sum();
+    eprintln!(
+        "interrupted: stopped; {removed} unfinished temp file(s) removed, outputs not yet renamed into place were not written"
+    );
+    std::process::exit(130);
+}
+
 fn check_output(input: &std::path::Path, output: &std::path::Path, in_place: bool) -> Result<()> {
+    watch_output_dir(output);
     if !in_place && postmerge::model::same_file(input, output) {
         anyhow::bail!(
             "output `{}` is the input file; pass --in-place to overwrite it on purpose",
@@ -925,6 +970,8 @@ fn render_error(e: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // SIGINT, SIGTERM (a pipeline's timeout) and SIGHUP: clean up, exit 130
+    let _ = ctrlc::set_handler(on_interrupt);
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -933,7 +980,10 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match std::panic::catch_unwind(|| run(cli)) {
+    let outcome = std::panic::catch_unwind(|| run(cli));
+    // an interrupt being handled finishes first (exit 130)
+    let _finishing = exit_lock();
+    match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
             eprintln!("{}", render_error(&e));

@@ -579,6 +579,29 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
     staged.into_iter().try_for_each(Staged::commit)
 }
 
+/// Prefix of this process's temp files: `.postmerge-<pid>-`, so that a signal handler can remove
+/// exactly the ones this process made ([`remove_own_temp_files`]).
+pub fn temp_prefix() -> String {
+    format!(".postmerge-{}-", std::process::id())
+}
+
+/// Remove this process's temp files (`.postmerge-<pid>-*.tmp`) from `dir`; the number removed.
+/// For an interrupted run (SIGINT/SIGTERM), whose destructors will not run.
+pub fn remove_own_temp_files(dir: &Path) -> usize {
+    let prefix = temp_prefix();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .filter(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".tmp")
+        })
+        .filter(|e| std::fs::remove_file(e.path()).is_ok())
+        .count()
+}
+
 /// Stage `path`: `fill` writes the contents into a temp file in the same folder, which is fsync'ed
 /// and given the destination's permissions (or rw-r--r--).
 pub fn stage_with(
@@ -595,8 +618,9 @@ pub fn stage_with(
             }
         })
         .unwrap_or(Path::new("."));
+    let prefix = temp_prefix();
     let mut tmp = tempfile::Builder::new()
-        .prefix(".postmerge-")
+        .prefix(&prefix)
         .suffix(".tmp")
         .tempfile_in(dir)
         .with_context(|| {

@@ -9,6 +9,10 @@
 //! The test allows those and only those, reports how many leaked, and checks that a later run
 //! into the same folder still succeeds and produces identical bytes.
 //!
+//! SIGINT and SIGTERM (Ctrl-C, a pipeline's timeout) are caught: the handler removes this process's
+//! temp files and exits with 130, so those runs must leave no temp file at all, and a multi-size
+//! run (all or nothing) leaves either every output or none.
+//!
 //! The big model is ../shared/models/yolox_nano_80c_128x160_op11.onnx (this test uses ../shared;
 //! CI has it) plus an unused 200 MB zero initializer, written at test time into a temp dir.
 
@@ -56,8 +60,16 @@ fn is_temp(name: &str) -> bool {
     name.starts_with(".postmerge-") && name.ends_with(".tmp")
 }
 
-/// Start `args`, SIGKILL it after `after` (if still running); true if it was killed.
-fn run_and_kill(args: &[&str], after: Duration) -> bool {
+/// How a run is stopped.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    Kill,
+    /// `kill -<SIG>` (INT, TERM): caught by postmerge
+    Signal(&'static str),
+}
+
+/// Start `args`, stop it after `after` (if still running); true if it was stopped.
+fn run_and_kill(args: &[&str], after: Duration, stop: Stop) -> bool {
     let mut child = Command::new(common::bin())
         .args(args)
         .stdout(Stdio::null())
@@ -71,8 +83,27 @@ fn run_and_kill(args: &[&str], after: Duration) -> bool {
             return false;
         }
         if t0.elapsed() >= after {
-            child.kill().unwrap(); // SIGKILL on unix
+            match stop {
+                Stop::Kill => child.kill().unwrap(), // SIGKILL on unix
+                Stop::Signal(sig) => {
+                    let ok = Command::new("kill")
+                        .arg(format!("-{sig}"))
+                        .arg(child.id().to_string())
+                        .status()
+                        .unwrap();
+                    assert!(ok.success());
+                }
+            }
             let st = child.wait().unwrap();
+            if let Stop::Signal(sig) = stop {
+                // 130 from the handler; 0 if it finished first; a plain signal death only if
+                // the signal came before main() installed the handler (nothing written yet)
+                use std::os::unix::process::ExitStatusExt;
+                assert!(
+                    matches!(st.code(), Some(0) | Some(130)) || st.signal().is_some(),
+                    "{args:?} after SIG{sig}: {st}"
+                );
+            }
             // it may have finished in the meantime
             return !st.success();
         }
@@ -117,7 +148,13 @@ fn reference(
 
 /// Kill `args` at `points` moments spread over the reference duration (the last two too late);
 /// after each kill every destination is absent or identical to the reference.
-fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, points: usize) {
+fn interrupt(
+    label: &str,
+    args: &dyn Fn(&Path) -> Vec<String>,
+    root: &Path,
+    points: usize,
+    stop: Stop,
+) {
     let (good, took) = reference(args, &root.join("reference"));
     assert!(!good.is_empty());
     let mut killed = 0;
@@ -135,9 +172,10 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
         };
         let a = args(&dir);
         let a: Vec<&str> = a.iter().map(String::as_str).collect();
-        if run_and_kill(&a, after) {
+        if run_and_kill(&a, after, stop) {
             killed += 1;
         }
+        let before = (absent, complete);
         for (name, bytes) in &good {
             let p = dir.join(name);
             match std::fs::read(&p) {
@@ -167,6 +205,18 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
             );
             leaked += 1;
         }
+        if let Stop::Signal(sig) = stop {
+            assert_eq!(
+                leaked, 0,
+                "{label}: SIG{sig} is caught: no temp file may be left"
+            );
+            // all or nothing: every destination complete, or none
+            let (a1, c1) = (absent - before.0, complete - before.1);
+            assert!(
+                a1 == 0 || c1 == 0,
+                "{label}: after SIG{sig} at {after:?}, {c1} outputs complete and {a1} absent"
+            );
+        }
         // a later run into the same folder succeeds and writes the same bytes
         if k % 4 == 0 {
             let (code, _, err) = common::run(&a);
@@ -180,7 +230,7 @@ fn interrupt(label: &str, args: &dyn Fn(&Path) -> Vec<String>, root: &Path, poin
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
-    println!("{label}: reference run {took:?}; {points} runs, {killed} killed mid-run; destinations afterwards: {absent} absent, {complete} complete (never partial); leaked temp files (SIGKILL cannot be caught): {leaked}");
+    println!("{label}: reference run {took:?}; {points} runs, {killed} killed mid-run; destinations afterwards: {absent} absent, {complete} complete (never partial); leaked temp files: {leaked}{}", if matches!(stop, Stop::Kill) { " (SIGKILL cannot be caught)" } else { "" });
     assert!(
         killed >= points / 3,
         "{label}: only {killed} of {points} runs were interrupted; the timing is off"
@@ -199,7 +249,7 @@ fn sigkill_during_convert_never_leaves_a_partial_model() {
             out.join("big_copy.onnx").display().to_string(),
         ]
     };
-    interrupt("convert", &args, root.path(), 16);
+    interrupt("convert", &args, root.path(), 16, Stop::Kill);
 }
 
 #[test]
@@ -218,14 +268,25 @@ fn sigkill_during_convert_to_external_data() {
             "big_copy.onnx.data".into(),
         ]
     };
-    interrupt("convert --external-data", &args, root.path(), 12);
+    interrupt(
+        "convert --external-data",
+        &args,
+        root.path(),
+        12,
+        Stop::Kill,
+    );
 }
 
 #[test]
 fn sigkill_during_multi_size_resize() {
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
-    let args = move |out: &Path| {
+    let args = multi_size_args(big);
+    interrupt("resize x3", &args, root.path(), 12, Stop::Kill);
+}
+
+fn multi_size_args(big: PathBuf) -> impl Fn(&Path) -> Vec<String> {
+    move |out: &Path| {
         vec![
             "resize".to_string(),
             big.display().to_string(),
@@ -238,6 +299,34 @@ fn sigkill_during_multi_size_resize() {
             "--size".into(),
             "128x128".into(),
         ]
+    }
+}
+
+#[test]
+fn sigint_and_sigterm_leave_no_temp_file_and_all_or_nothing() {
+    let root = tempfile::tempdir().unwrap();
+    let big = big_model(root.path());
+    let args = multi_size_args(big.clone());
+    interrupt(
+        "resize x3, SIGINT",
+        &args,
+        &root.path().join("int"),
+        10,
+        Stop::Signal("INT"),
+    );
+    let convert = move |out: &Path| {
+        vec![
+            "convert".to_string(),
+            big.display().to_string(),
+            "-o".into(),
+            out.join("big_copy.onnx").display().to_string(),
+        ]
     };
-    interrupt("resize x3", &args, root.path(), 12);
+    interrupt(
+        "convert, SIGTERM",
+        &convert,
+        &root.path().join("term"),
+        10,
+        Stop::Signal("TERM"),
+    );
 }
