@@ -395,7 +395,7 @@ where
         for _ in 0..workers {
             sc.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= total {
+                if i >= total || postmerge::model::is_cancelled() {
                     break;
                 }
                 let job = &jobs[i];
@@ -525,6 +525,9 @@ where
     }
     {
         let _no_interrupt_midway = exit_lock();
+        if postmerge::model::is_cancelled() {
+            anyhow::bail!("interrupted");
+        }
         postmerge::model::commit_all(staged)?;
     }
     if json {
@@ -623,6 +626,11 @@ fn exit_lock() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn on_interrupt() {
+    // Cooperative first: every write in progress stops with an error, the temp files go with their
+    // destructors and main() exits 130. A run busy in a long computation (check runs the models)
+    // gets a few seconds; then this thread removes the temp files itself and exits.
+    postmerge::model::cancel();
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let _held_until_exit = exit_lock();
     let dirs = OUTPUT_DIRS
         .lock()
@@ -983,6 +991,10 @@ fn main() -> ExitCode {
     let outcome = std::panic::catch_unwind(|| run(cli));
     // an interrupt being handled finishes first (exit 130)
     let _finishing = exit_lock();
+    if postmerge::model::is_cancelled() {
+        eprintln!("interrupted: stopped; unfinished temp files removed, outputs not yet renamed into place were not written");
+        return ExitCode::from(130);
+    }
     match outcome {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {

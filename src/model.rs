@@ -471,6 +471,9 @@ impl<'a> FileSink<'a> {
     }
 
     fn write_direct(&mut self, data: &[u8]) {
+        if self.error.is_none() && is_cancelled() {
+            self.error = Some(interrupted());
+        }
         if self.error.is_none() {
             if let Err(e) = self.file.write_all(data) {
                 self.error = Some(e);
@@ -579,6 +582,24 @@ pub fn commit_all(staged: Vec<Staged>) -> Result<()> {
     staged.into_iter().try_for_each(Staged::commit)
 }
 
+static CANCELLED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Ask every write of this process to stop (for a front end's SIGINT/SIGTERM handler): from now on
+/// staging refuses to start or finish a temp file and the encoder stops writing, each with an
+/// "interrupted" error, so the temp files are removed by their destructors as on any error.
+pub fn cancel() {
+    CANCELLED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Whether [`cancel`] was called.
+pub fn is_cancelled() -> bool {
+    CANCELLED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+fn interrupted() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::Interrupted, "interrupted")
+}
+
 /// Prefix of this process's temp files: `.postmerge-<pid>-`, so that a signal handler can remove
 /// exactly the ones this process made ([`remove_own_temp_files`]).
 pub fn temp_prefix() -> String {
@@ -618,6 +639,9 @@ pub fn stage_with(
             }
         })
         .unwrap_or(Path::new("."));
+    if is_cancelled() {
+        return Err(interrupted()).with_context(|| format!("cannot write `{}`", path.display()));
+    }
     let prefix = temp_prefix();
     let mut tmp = tempfile::Builder::new()
         .prefix(&prefix)
@@ -644,6 +668,10 @@ pub fn stage_with(
         let _ = tmp
             .as_file()
             .set_permissions(std::fs::Permissions::from_mode(mode));
+    }
+    // created after a cancel: the handler may have listed the folder before this file existed
+    if is_cancelled() {
+        return Err(interrupted()).with_context(|| format!("cannot write `{}`", path.display()));
     }
     Ok(Staged {
         tmp: tmp.into_temp_path(),
