@@ -1,5 +1,5 @@
 //! The `postmerge` command line: parses arguments, calls the library, renders results.
-//! Exit codes: 0 ok, 1 check mismatch, 2 error.
+//! Exit codes: 0 ok, 1 check mismatch, 2 error, 130 interrupted (SIGINT/SIGTERM/SIGHUP).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +17,7 @@ use postmerge::model::Model;
     long_about = "postmerge reads a freshly exported YOLOX or Gold-YOLO (YOLOv6-family) ONNX model and \
                   inspects it, diffs it, appends post-processing (decode + score threshold + NMS), \
                   re-specializes its input resolution and checks every result by running it with tract.",
-    after_help = "Examples:\n  postmerge inspect yolox_nano.onnx\n  postmerge diff a.onnx b.onnx --json\n\nExit codes: 0 ok, 1 check mismatch, 2 error."
+    after_help = "Examples:\n  postmerge inspect yolox_nano.onnx\n  postmerge diff a.onnx b.onnx --json\n\nExit codes: 0 ok, 1 check mismatch, 2 error, 130 interrupted (temp files removed)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,7 +91,7 @@ enum Cmd {
     },
     /// Re-specialize an export to other input sizes (and batch) without going back to PyTorch.
     #[command(
-        after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel."
+        after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel, all or nothing: if one fails, no output is written."
     )]
     Resize {
         /// Exported model (un-merged)
