@@ -440,7 +440,9 @@ where
                     let written_at = model_files.last().map(|s| s.temp_path().to_path_buf());
                     staged.extend(model_files);
                     if let (Some(o), Some(written_at)) = (original, written_at) {
-                        let written = load(&written_at)?;
+                        let mut written = load(&written_at)?;
+                        // read back from its temp file; report it under the name it will have
+                        written.source = job.output.display().to_string();
                         let inp = match &image {
                             Some(p) => postmerge::check::CheckInput::Image(p.clone()),
                             None => postmerge::check::CheckInput::Synthetic,

@@ -162,6 +162,11 @@ fn check_cli_exit_codes_and_rows() {
     ]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("check passed"), "{err}");
+    // checked before it is renamed into place, but reported under its final name
+    assert!(
+        err.contains(&format!("merged:   {}", out.display())) && !err.contains(".postmerge-"),
+        "{err}"
+    );
     let mut m = Model::load(&out).unwrap();
     set_init(
         &mut m,
