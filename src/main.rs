@@ -607,10 +607,7 @@ fn stage_sidecar(output: &std::path::Path, nodes: &[String]) -> Result<postmerge
 static OUTPUT_DIRS: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
 
 fn watch_output_dir(output: &std::path::Path) {
-    let dir = match output.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
+    let dir = postmerge::model::parent_dir(output).to_path_buf();
     let mut dirs = OUTPUT_DIRS.lock().unwrap_or_else(|e| e.into_inner());
     if !dirs.contains(&dir) {
         dirs.push(dir);

@@ -158,14 +158,7 @@ impl Model {
         }
         let data = read_model_bytes(path, meta.len())
             .with_context(|| format!("cannot read `{}`", path.display()))?;
-        let dir = path.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        });
-        Self::from_bytes_in(data, &path.display().to_string(), dir)
+        Self::from_bytes_in(data, &path.display().to_string(), Some(parent_dir(path)))
     }
 
     fn resolve_external(&mut self) -> Result<()> {
@@ -284,16 +277,7 @@ impl Model {
     /// (model file last); dropping them deletes them. Multi-output runs stage every output first so
     /// that a failure leaves no output behind.
     pub fn stage(&self, path: &Path, opts: &SaveOptions) -> Result<Vec<Staged>> {
-        let dir = path
-            .parent()
-            .map(|p| {
-                if p.as_os_str().is_empty() {
-                    Path::new(".")
-                } else {
-                    p
-                }
-            })
-            .unwrap_or(Path::new("."));
+        let dir = parent_dir(path);
         if !dir.is_dir() {
             bail!(
                 "cannot write `{}`: folder `{}` does not exist",
@@ -623,22 +607,21 @@ pub fn remove_own_temp_files(dir: &Path) -> usize {
         .count()
 }
 
+/// The folder a file is in (`.` for a bare file name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 /// Stage `path`: `fill` writes the contents into a temp file in the same folder, which is fsync'ed
 /// and given the destination's permissions (or rw-r--r--).
 pub fn stage_with(
     path: &Path,
     fill: impl FnOnce(&mut std::fs::File) -> Result<()>,
 ) -> Result<Staged> {
-    let dir = path
-        .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
-        .unwrap_or(Path::new("."));
+    let dir = parent_dir(path);
     if is_cancelled() {
         return Err(interrupted()).with_context(|| format!("cannot write `{}`", path.display()));
     }

@@ -227,21 +227,17 @@ pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Resul
     infer_limited(model, input_override, SHAPE_FLOAT_VALUES)
 }
 
-/// Refuse a graph that cannot be a valid model: a tensor nothing defines, a cycle, or a node whose
-/// shape cannot be inferred because of the model itself ([`Shapes::defects`]). Custom-domain and
-/// unknown ops pass (they are carried through untouched).
-pub fn validate(model: &Model) -> Result<()> {
-    validate_structure(model)?;
-    validate_nodes(model)
-}
-
-/// The structural half of [`validate`]: every tensor read is defined, and there is no cycle.
+/// Refuse a graph that cannot be a valid model, first half: every tensor read is defined, and
+/// there is no cycle. Callers recognize the head next (its messages are the more specific ones),
+/// then call [`validate_nodes`].
 pub fn validate_structure(model: &Model) -> Result<()> {
     crate::graph::check_references(model.graph())?;
     topo_order(model.graph()).map(|_| ())
 }
 
-/// The node half of [`validate`] (after [`validate_structure`]): no [`Shapes::defects`].
+/// Second half (after [`validate_structure`]): no node whose shape cannot be inferred because of
+/// the model itself ([`Shapes::defects`]). Custom-domain and unknown ops pass (they are carried
+/// through untouched). `resize` checks the defects of its own inference instead of calling this.
 pub fn validate_nodes(model: &Model) -> Result<()> {
     let s = infer(model, &HashMap::new())?;
     if let Some(d) = s.defects.first() {

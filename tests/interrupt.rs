@@ -241,14 +241,7 @@ fn interrupt(
 fn sigkill_during_convert_never_leaves_a_partial_model() {
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
-    let args = move |out: &Path| {
-        vec![
-            "convert".to_string(),
-            big.display().to_string(),
-            "-o".into(),
-            out.join("big_copy.onnx").display().to_string(),
-        ]
-    };
+    let args = convert_args(big, &[]);
     interrupt("convert", &args, root.path(), 16, Stop::Kill);
 }
 
@@ -258,16 +251,7 @@ fn sigkill_during_convert_to_external_data() {
     // model (an orphan `big_copy.onnx.data`, complete, is allowed)
     let root = tempfile::tempdir().unwrap();
     let big = big_model(root.path());
-    let args = move |out: &Path| {
-        vec![
-            "convert".to_string(),
-            big.display().to_string(),
-            "-o".into(),
-            out.join("big_copy.onnx").display().to_string(),
-            "--external-data".into(),
-            "big_copy.onnx.data".into(),
-        ]
-    };
+    let args = convert_args(big, &["--external-data", "big_copy.onnx.data"]);
     interrupt(
         "convert --external-data",
         &args,
@@ -283,6 +267,20 @@ fn sigkill_during_multi_size_resize() {
     let big = big_model(root.path());
     let args = multi_size_args(big);
     interrupt("resize x3", &args, root.path(), 12, Stop::Kill);
+}
+
+/// `convert BIG -o OUT/big_copy.onnx EXTRA...`
+fn convert_args(big: PathBuf, extra: &'static [&'static str]) -> impl Fn(&Path) -> Vec<String> {
+    move |out: &Path| {
+        let mut v = vec![
+            "convert".to_string(),
+            big.display().to_string(),
+            "-o".into(),
+            out.join("big_copy.onnx").display().to_string(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    }
 }
 
 fn multi_size_args(big: PathBuf) -> impl Fn(&Path) -> Vec<String> {
@@ -314,14 +312,7 @@ fn sigint_and_sigterm_leave_no_temp_file_and_all_or_nothing() {
         10,
         Stop::Signal("INT"),
     );
-    let convert = move |out: &Path| {
-        vec![
-            "convert".to_string(),
-            big.display().to_string(),
-            "-o".into(),
-            out.join("big_copy.onnx").display().to_string(),
-        ]
-    };
+    let convert = convert_args(big, &[]);
     interrupt(
         "convert, SIGTERM",
         &convert,

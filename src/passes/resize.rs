@@ -228,7 +228,6 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     if head.family == Family::Merged || head.family == Family::TrtPlugin {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
     }
-    crate::shape::validate_nodes(m)?;
     let (h0, w0) = (
         head.height.context("no static input height")?,
         head.width.context("no static input width")?,
@@ -250,6 +249,10 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         );
     }
     let s0 = infer(m, &HashMap::new())?;
+    // a malformed node (shape::validate_nodes) is reported as such, before "cannot explain"
+    if let Some(d) = s0.defects.first() {
+        bail!("{d}");
+    }
     if !s0.unknown.is_empty() {
         bail!("shape inference at the original size failed, so baked constants cannot be explained: {}", s0.unknown[0]);
     }

@@ -128,6 +128,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 _ => opts.score_threshold.map(|v| v as f64),
             };
             let Some(value) = value else { continue };
+            let count = idx == 2; // max_output_boxes_per_class (int64), else a threshold (float)
             let g = m.graph_mut();
             let ix = GraphIndex::build(g);
             let node_desc = describe(&g.node[ni]);
@@ -142,7 +143,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 };
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{node_name}_{pname}"));
-                let t = like(&proto, &new_name, value, idx == 2)?;
+                let t = like(&proto, &new_name, value, count)?;
                 while g.node[ni].input.len() <= idx {
                     g.node[ni].input.push(String::new());
                 }
@@ -187,7 +188,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             let (how, tensor) = if shared && !is_input {
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{tname}_mod"));
-                g.initializer.push(like(&old, &new_name, value, idx == 2)?);
+                g.initializer.push(like(&old, &new_name, value, count)?);
                 g.node[ni].input[idx] = new_name.clone();
                 (
                     format!(
@@ -198,7 +199,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
             } else {
                 match src {
                     ConstSource::Initializer(i) => {
-                        let t = like(&old, &tname, value, idx == 2)?;
+                        let t = like(&old, &tname, value, count)?;
                         g.initializer[i] = TensorProto {
                             name: Some(tname.clone()),
                             ..t
@@ -214,7 +215,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                         )
                     }
                     ConstSource::ConstantNode(p) => {
-                        let t = like(&old, old.name(), value, idx == 2)?;
+                        let t = like(&old, old.name(), value, count)?;
                         let cn = &mut g.node[p];
                         cn.attribute
                             .retain(|a| a.name() != "value" && !a.name().starts_with("value_"));
@@ -227,7 +228,7 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 let t = if let Some(&i) = GraphIndex::build(m.graph()).initializer.get(&tensor) {
                     m.graph().initializer[i].clone()
                 } else {
-                    like(&old, "", value, idx == 2)?
+                    like(&old, "", value, count)?
                 };
                 m.tensor_values(&t)
                     .map(|v| fmt_values(&v))
