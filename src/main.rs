@@ -72,7 +72,7 @@ enum Cmd {
         #[arg(long)]
         in_place: bool,
         /// Re-specialize to this size (HxW) before appending (repeatable; OUTPUT is then a pattern
-        /// with {h} and {w})
+        /// with {h} and {w}; all sizes are written, or none if one fails)
         #[arg(long = "size", value_name = "HxW")]
         sizes: Vec<String>,
         /// Batch of the result: a number, or `dynamic`
@@ -99,7 +99,7 @@ enum Cmd {
         /// Output path, or a pattern with {h}, {w}, {stem} for several sizes
         #[arg(short, long)]
         output: String,
-        /// Target size HxW (repeatable)
+        /// Target size HxW (repeatable; all sizes are written, or none if one fails)
         #[arg(long = "size", value_name = "HxW", required = true)]
         sizes: Vec<String>,
         /// Batch of the result: a number, or `dynamic` for a symbolic batch
