@@ -609,7 +609,9 @@ impl Parser<'_> {
 mod tests {
     use super::*;
 
-    const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/ref");
+    /// The project's own references (written by numpy in tests/fixtures/make_fixtures.py). The
+    /// shared corpus's int64 outputs are read in tests/shared_corpus.rs (behind POSTMERGE_SHARED).
+    const REF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ref");
 
     fn raw_header(version: u8, dict: &str) -> Vec<u8> {
         let mut out = MAGIC.to_vec();
@@ -690,24 +692,26 @@ mod tests {
 
     #[test]
     fn reads_real_raw_head_output() {
-        let npy = read_npy_file(format!("{REF}/yolox_nano_80c_640x640_op11/raw.npy")).unwrap();
-        assert_eq!(npy.shape, vec![1, 8400, 85]);
+        // onnxruntime output of the YOLOX-nano fixture (3 classes), saved by numpy
+        let npy = read_npy_file(format!("{REF}/yolox_nano_640x640/raw.npy")).unwrap();
+        assert_eq!(npy.shape, vec![1, 8400, 8]);
         assert_eq!(npy.dtype(), DType::F32);
         let data = npy.as_f32().unwrap();
-        assert_eq!(data.len(), 8400 * 85);
+        assert_eq!(data.len(), 8400 * 8);
         assert!(data.iter().all(|x| x.is_finite()));
         // Columns 4.. are sigmoid outputs.
         assert!(data
-            .chunks_exact(85)
+            .chunks_exact(8)
             .all(|row| row[4..].iter().all(|&p| (0.0..=1.0).contains(&p))));
-    }
-
-    #[test]
-    fn reads_real_int64_output() {
-        let path = format!("{REF}/gold_yolo_n_80c_640x640_op13_e2e_ort/raw_num_dets.npy");
-        let npy = read_npy_file(path).unwrap();
-        assert_eq!(npy.shape, vec![1, 1]);
-        assert_eq!(npy.data, NpyData::I64(vec![634]));
+        // and the input numpy wrote next to it: NCHW, YOLOX's 0..255 pixel range
+        let x = read_npy_file(format!("{REF}/yolox_nano_640x640/input.npy")).unwrap();
+        assert_eq!(x.shape, vec![1, 3, 640, 640]);
+        let px = x.as_f32().unwrap();
+        assert!(px.iter().all(|&v| (0.0..=255.0).contains(&v)));
+        assert!(
+            px.iter().any(|&v| v > 200.0),
+            "a real photo, not a blank tensor"
+        );
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! (same file names), and every file it wrote must be byte-identical between the runs. Multi-size
 //! `resize` runs its sizes on parallel threads: its outputs must equal the single-size runs'.
 //!
-//! Uses ../shared (CI has it): models/yolox_nano_80c_128x160_op11.onnx and images/dog.jpg, plus the
-//! Gold-YOLO-like and external-data fixtures in tests/fixtures.
+//! Fixtures only (tests/fixtures: the YOLOX-nano and Gold-YOLO-like 128x160 models, the
+//! external-data model and the shapes scenes), so it runs on a bare clone.
 
 mod common;
 
@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 fn yolox() -> PathBuf {
-    common::shared().join("models/yolox_nano_80c_128x160_op11.onnx")
+    common::fixtures().join("yolox_nano_128x160.onnx")
 }
 
 fn goldlike() -> PathBuf {
@@ -238,7 +238,7 @@ fn resize_is_deterministic_and_thread_independent() {
 
 #[test]
 fn detect_png_is_deterministic() {
-    let img = common::shared().join("images/dog.jpg");
+    let img = common::fixtures().join("shapes/sample_1.png");
     let d = tempfile::tempdir().unwrap();
     let merged = d.path().join("merged.onnx");
     let (code, _, err) = common::run(&[
@@ -268,7 +268,7 @@ fn detect_png_is_deterministic() {
             "{out}/d.png",
         ],
     );
-    let img1 = common::shared().join("images/image1.jpg");
+    let img1 = common::fixtures().join("shapes/sample_2.png");
     twice(
         "detect goldlike raw",
         &[

@@ -1,17 +1,18 @@
 //! `postmerge::diff` on real exports.
 //!
-//! Integration test that uses `../shared/models` (the shared corpus next to the checkout; see
+//! Integration test over the shared corpus (POSTMERGE_SHARED, see tests/common and
 //! `shared/models/MANIFEST.md`, section "Resolution-dependent constants"). The expected changes
 //! below are written from that MANIFEST, not from the diff output.
 
-use std::path::Path;
+mod common;
+
 use std::time::Instant;
 
 use postmerge::diff::{diff, render, GraphDiff, Kind, Shown};
 use postmerge::model::Model;
 
 fn load(name: &str) -> Model {
-    let p = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/models")).join(name);
+    let p = common::shared().join("models").join(name);
     Model::load(&p).unwrap_or_else(|e| panic!("cannot load {}: {e:#}", p.display()))
 }
 
@@ -54,6 +55,11 @@ fn assert_nothing_else(d: &GraphDiff) {
 
 #[test]
 fn a_model_diffed_with_itself_is_empty() {
+    let Some(_) = common::shared_or_skip(
+        "diff of the shared Gold-YOLO-n and YOLOX-nano exports with themselves",
+    ) else {
+        return;
+    };
     for name in [
         "gold_yolo_n_80c_640x640_op13.onnx",
         "yolox_nano_80c_640x640_op11.onnx",
@@ -69,6 +75,11 @@ fn a_model_diffed_with_itself_is_empty() {
 /// input `[1,3,H,W]` and output `[1,N,5+C]` shapes differ".
 #[test]
 fn yolox_nano_640_vs_128x160_differs_only_in_io_shapes() {
+    let Some(_) =
+        common::shared_or_skip("diff of the shared YOLOX-nano 640x640 vs 128x160 exports")
+    else {
+        return;
+    };
     let (a, b) = (
         load("yolox_nano_80c_640x640_op11.onnx"),
         load("yolox_nano_80c_128x160_op11.onnx"),
@@ -99,6 +110,11 @@ fn yolox_nano_640_vs_128x160_differs_only_in_io_shapes() {
 /// MANIFEST "Gold-YOLO plain export (n, s, m; opset 13)": 20 nodes differ, all in `/neck`.
 #[test]
 fn gold_yolo_n_640_vs_128x160_shows_exactly_the_resolution_dependent_constants() {
+    let Some(_) =
+        common::shared_or_skip("diff of the shared Gold-YOLO-n 640x640 vs 128x160 exports")
+    else {
+        return;
+    };
     let (a, b) = (
         load("gold_yolo_n_80c_640x640_op13.onnx"),
         load("gold_yolo_n_80c_128x160_op13.onnx"),

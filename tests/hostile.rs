@@ -4,8 +4,8 @@
 //!
 //! The corpus is GENERATED here, at test time, into a temp dir (nothing generated is committed):
 //! truncations, seeded bit flips and random bytes of a real model, and bad models built with the
-//! prost types from `../shared/models/yolox_nano_80c_128x160_op11.onnx` (this test uses ../shared;
-//! CI has it) and the fixtures in tests/fixtures. Set `POSTMERGE_CORPUS_OUT=DIR` to also keep a
+//! prost types from `../shared/models/yolox_nano_80c_128x160_op11.onnx` (the shared corpus:
+//! POSTMERGE_SHARED, see tests/common) and the fixtures in tests/fixtures. Set `POSTMERGE_CORPUS_OUT=DIR` to also keep a
 //! copy of the generated corpus in DIR (e.g. tests/corpus/generated, which .gitignore excludes).
 //!
 //! Inputs found by fuzzing (FUZZING.md) are committed under tests/corpus/regressions/ and replayed
@@ -1384,21 +1384,41 @@ fn report(name: &str, o: Outcome) {
 
 #[test]
 fn hostile_file_level_corpus() {
+    let Some(_) = common::shared_or_skip(
+        "hostile file-level corpus (built from the shared YOLOX-nano 80c export)",
+    ) else {
+        return;
+    };
     report("file level", run_cases(file_level_cases()));
 }
 
 #[test]
 fn hostile_bit_flips() {
+    let Some(_) = common::shared_or_skip(
+        "hostile bit-flip corpus (built from the shared YOLOX-nano 80c export)",
+    ) else {
+        return;
+    };
     report("bit flips", run_cases(bitflip_cases()));
 }
 
 #[test]
 fn hostile_graph_corpus() {
+    let Some(_) = common::shared_or_skip(
+        "hostile graph-level corpus (built from the shared YOLOX-nano 80c export)",
+    ) else {
+        return;
+    };
     report("graph level", run_cases(graph_cases()));
 }
 
 #[test]
 fn hostile_external_data() {
+    let Some(_) = common::shared_or_skip(
+        "hostile external-data corpus (built from the shared YOLOX-nano 80c export)",
+    ) else {
+        return;
+    };
     report("external data", run_cases(external_cases()));
 }
 
@@ -1551,6 +1571,11 @@ fn output_path_cases() -> Vec<Case> {
 
 #[test]
 fn hostile_output_paths() {
+    let Some(_) = common::shared_or_skip(
+        "hostile output-path corpus (built from the shared YOLOX-nano 80c export and dog.jpg)",
+    ) else {
+        return;
+    };
     report("output paths", run_cases(output_path_cases()));
 }
 
@@ -1681,5 +1706,10 @@ fn fuzz_regressions_replay() {
         regressions_dir().display()
     );
     // 2. through the binary, with the per-command expectations
+    let Some(_) = common::shared_or_skip(
+        "fuzz regressions through the binary (next to the shared YOLOX-nano 80c export)",
+    ) else {
+        return;
+    };
     report("fuzz regressions", run_cases(regression_cases()));
 }

@@ -27,12 +27,10 @@ use prost::Message;
 const BIG_BYTES: usize = 200 << 20;
 
 fn big_model(dir: &Path) -> PathBuf {
-    let mut m =
-        postmerge::onnx::ModelProto::decode(
-            &std::fs::read(common::shared().join("models/yolox_nano_80c_128x160_op11.onnx"))
-                .unwrap()[..],
-        )
-        .unwrap();
+    let mut m = postmerge::onnx::ModelProto::decode(
+        &std::fs::read(common::fixtures().join("yolox_nano_128x160.onnx")).unwrap()[..],
+    )
+    .unwrap();
     let zeros = postmerge::onnx::TensorProto {
         name: Some("interrupt_test_padding".into()),
         dims: vec![(BIG_BYTES / 4) as i64],

@@ -1,5 +1,5 @@
-//! Decode → encode without edits loses nothing. Uses ../shared/models (CI has it) and the
-//! project's fixtures.
+//! Decode → encode without edits loses nothing. Uses the project's fixtures and, with
+//! POSTMERGE_SHARED (tests/common), the shared models postmerge handles.
 
 mod common;
 
@@ -35,7 +35,7 @@ fn every_model_round_trips_byte_identical_and_field_by_field() {
 #[test]
 fn saving_through_a_temp_file_gives_the_same_bytes() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::shared().join("models/yolox_nano_80c_128x160_op11.onnx");
+    let src = common::fixtures().join("yolox_nano_128x160.onnx");
     let m = Model::load(&src).unwrap();
     let out = dir.path().join("copy.onnx");
     m.save(&out, &SaveOptions::default()).unwrap();
@@ -51,7 +51,7 @@ fn saving_through_a_temp_file_gives_the_same_bytes() {
 #[test]
 fn external_data_is_written_resolved_and_copied_faithfully() {
     let dir = tempfile::tempdir().unwrap();
-    let src = common::shared().join("models/yolox_nano_80c_128x160_op11.onnx");
+    let src = common::fixtures().join("yolox_nano_128x160.onnx");
     let m = Model::load(&src).unwrap();
     let ext = dir.path().join("ext.onnx");
     m.save(
@@ -98,7 +98,7 @@ fn external_data_is_written_resolved_and_copied_faithfully() {
 
 #[test]
 fn external_data_outside_the_model_folder_is_refused() {
-    let src = common::shared().join("models/yolox_nano_80c_128x160_op11.onnx");
+    let src = common::fixtures().join("yolox_nano_128x160.onnx");
     let mut m = Model::load(&src).unwrap();
     let t = &mut m.graph_mut().initializer[0];
     t.data_location = Some(postmerge::onnx::tensor_proto::DataLocation::External as i32);
@@ -117,7 +117,7 @@ fn external_data_outside_the_model_folder_is_refused() {
 
 #[test]
 fn models_over_the_protobuf_limit_are_refused_with_a_clear_message() {
-    let src = common::shared().join("models/yolox_nano_80c_128x160_op11.onnx");
+    let src = common::fixtures().join("yolox_nano_128x160.onnx");
     let mut m = Model::load(&src).unwrap();
     // 2 GiB of zeros: allocated lazily by the OS, never touched by encoded_len
     let big = Bytes::from(vec![0u8; 1usize << 31]);

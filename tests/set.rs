@@ -49,6 +49,10 @@ fn value(m: &Model, name: &str) -> Vec<f64> {
 
 #[test]
 fn set_on_our_merge_changes_results_as_the_thresholds_say() {
+    let Some(_) = common::shared_or_skip("set on a merge of the shared YOLOX-nano 80c 640x640")
+    else {
+        return;
+    };
     let (mut m, x) = yolox();
     merge(&mut m, &MergeOptions::default()).unwrap();
     let before = run_pinto(&m, &x, NmsParams::default());
@@ -102,6 +106,11 @@ fn set_on_our_merge_changes_results_as_the_thresholds_say() {
 
 #[test]
 fn set_updates_graph_input_defaults() {
+    let Some(_) =
+        common::shared_or_skip("set of graph-input defaults on the shared YOLOX-nano 80c 640x640")
+    else {
+        return;
+    };
     let (mut m, x) = yolox();
     merge(
         &mut m,
@@ -144,6 +153,11 @@ fn set_updates_graph_input_defaults() {
 
 #[test]
 fn a_shared_constant_is_copied_not_changed() {
+    let Some(_) =
+        common::shared_or_skip("set with a shared constant on the shared YOLOX-nano 80c 640x640")
+    else {
+        return;
+    };
     let (mut m, _) = yolox();
     merge(&mut m, &MergeOptions::default()).unwrap();
     // another consumer of the IoU constant
@@ -190,6 +204,10 @@ fn a_shared_constant_is_copied_not_changed() {
 
 #[test]
 fn set_retunes_the_gold_yolo_end2end_ort_export() {
+    let Some(_) = common::shared_or_skip("set on the shared Gold-YOLO --end2end --ort export")
+    else {
+        return;
+    };
     let p = common::shared().join("models/gold_yolo_n_80c_640x640_op13_e2e_ort.onnx");
     let mut m = Model::load(&p).unwrap();
     let ch = set(
@@ -236,6 +254,9 @@ fn set_retunes_the_gold_yolo_end2end_ort_export() {
 
 #[test]
 fn set_on_a_model_without_nms_is_a_clear_error() {
+    let Some(_) = common::shared_or_skip("set refusal on the shared YOLOX-nano 80c 640x640") else {
+        return;
+    };
     let (mut m, _) = yolox();
     let e = set(
         &mut m,

@@ -38,3 +38,18 @@ class Report:
         self.passed += 1
         print(f"ok   {name}: {detail} ({time.perf_counter() - t0:.2f} s)", flush=True)
         return detail
+
+
+def shared_stems(*groups):
+    """Stems of the given groups of tests/shared_corpus.txt, the one selection of shared models
+    that the cargo suites (tests/common/mod.rs) and these oracles share. `supported` = the families
+    postmerge merges; other families are listed as `unsupported` and asserted by the cargo tests."""
+    import pathlib
+
+    lst = pathlib.Path(__file__).resolve().parents[1] / "shared_corpus.txt"
+    out = []
+    for line in lst.read_text().splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#") and words[0] in groups:
+            out.append(words[1])
+    return out
