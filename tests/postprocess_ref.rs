@@ -83,7 +83,7 @@ fn load_case(dir: &Path) -> Case {
         [_, 3, h, w] => (h, w),
         _ => panic!("{name}: input shape {:?}", input.shape),
     };
-    let kind = if name.starts_with("gold_yolo") || name.starts_with("yolov6") {
+    let kind = if name.starts_with("gold_yolo") {
         HeadKind::GoldYolo
     } else if name.contains("_decode") {
         HeadKind::YoloxDecoded

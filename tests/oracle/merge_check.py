@@ -82,7 +82,7 @@ class Model:
         self.dets_json = dets if dets.exists() else None
         # Family from the file name (independent of the binary's own recognition, which the
         # oracle cross-checks against `merge --json`).
-        if self.stem.startswith(("gold", "yolov6")):  # YOLOv6 v3 writes Gold-YOLO's head
+        if self.stem.startswith("gold"):
             self.kind = "gold-yolo"
         elif "_decode" in self.stem:
             self.kind = "yolox-decoded"
