@@ -301,6 +301,8 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         .find(|n| is_trt_plugin(n.op_type(), n.domain()))
     {
         head.family = Family::TrtPlugin;
+        // outputs of an NMS graph are data-dependent; their shapes decide nothing here
+        head.declared_vs_inferred.clear();
         head.rule = format!(
             "{} of domain `{}` is a TensorRT plugin: the graph runs only in TensorRT",
             describe(n),
@@ -311,6 +313,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     }
     if let Some(n) = g.node.iter().find(|n| n.op_type() == "NonMaxSuppression") {
         head.family = Family::Merged;
+        head.declared_vs_inferred.clear();
         head.nms_node = Some(n.name().to_string());
         head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
         head.rule = format!(
