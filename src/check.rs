@@ -631,6 +631,14 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
             },
         });
     }
+    crate::nonfinite::taint_steps(
+        &mut steps,
+        original,
+        merged,
+        orig_raw.as_ref(),
+        &mouts,
+        &head_out,
+    );
     let ok = steps.iter().all(|s| s.ok != Some(false));
     Ok(CheckReport {
         original: original.source.clone(),

@@ -63,6 +63,69 @@ pub struct Head {
     /// For merged models: the NMS node and its outputs.
     pub nms_node: Option<String>,
     pub merged_outputs: Vec<String>,
+    /// Graph outputs whose declared shape disagrees with shape inference (declared dims that are
+    /// symbolic, missing or wrong where inference computes a number): the inferred dims decide.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub declared_vs_inferred: Vec<ShapeDisagreement>,
+}
+
+/// A graph output whose declared shape is not what the graph computes.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ShapeDisagreement {
+    pub output: String,
+    /// `None`: the output declares no shape.
+    pub declared: Option<Vec<Dim>>,
+    pub inferred: Vec<Dim>,
+}
+
+impl ShapeDisagreement {
+    /// One line for reports.
+    pub fn describe(&self) -> String {
+        format!(
+            "output `{}` declares {}, shape inference gives {} (the inferred dims decide)",
+            self.output,
+            self.declared
+                .as_ref()
+                .map(|s| fmt_shape(s))
+                .unwrap_or_else(|| "no shape".into()),
+            fmt_shape(&self.inferred)
+        )
+    }
+}
+
+/// The shape that decides for a graph output: per dim, the inferred number when inference computes
+/// one, else the declared number, else a symbol. A declared dim never overrides an inferred one.
+pub fn deciding_shape(declared: Option<&[Dim]>, inferred: Option<&[Dim]>) -> Option<Vec<Dim>> {
+    match (declared, inferred) {
+        (None, None) => None,
+        (Some(d), None) => Some(d.to_vec()),
+        (None, Some(i)) => Some(i.to_vec()),
+        (Some(d), Some(i)) if d.len() != i.len() => Some(i.to_vec()),
+        (Some(d), Some(i)) => Some(
+            i.iter()
+                .zip(d)
+                .map(|(a, b)| match (a, b) {
+                    (Dim::Known(_), _) => a.clone(),
+                    (_, Dim::Known(_)) => b.clone(),
+                    _ => b.clone(),
+                })
+                .collect(),
+        ),
+    }
+}
+
+/// Whether inference knows more than (or the opposite of) the declaration: a declared dim that is
+/// symbolic or absent where inference has a number, a different number, or a different rank.
+fn disagrees(declared: Option<&[Dim]>, inferred: &[Dim]) -> bool {
+    let Some(d) = declared else {
+        return inferred.iter().any(|x| x.known().is_some());
+    };
+    if d.len() != inferred.len() {
+        return true;
+    }
+    d.iter()
+        .zip(inferred)
+        .any(|(a, b)| matches!(b, Dim::Known(_)) && a != b)
 }
 
 /// Which stride sets a head may use.
@@ -173,11 +236,36 @@ fn ancestors(g: &crate::onnx::GraphProto, ix: &GraphIndex, name: &str) -> Vec<us
     out
 }
 
-/// Recognize the head. `shapes` is optional inferred info used when outputs are undeclared.
+/// Recognize the head from the shapes the graph computes: declared output shapes that are
+/// symbolic, missing or wrong never decide (they are reported in [`Head::declared_vs_inferred`]).
+/// `shapes` is a shape inference the caller already has; without it, recognition runs its own.
 pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
+    let own;
+    let shapes = match shapes {
+        Some(s) => Some(s),
+        None => {
+            // a graph inference cannot walk (a cycle) is refused by validation with its own
+            // message; recognition then has only the declarations
+            own = crate::shape::infer(m, &std::collections::HashMap::new()).ok();
+            own.as_ref()
+        }
+    };
     let g = m.graph();
     let ix = GraphIndex::build(g);
     let (input, input_shape) = image_input(m)?;
+    let declared_vs_inferred: Vec<ShapeDisagreement> = g
+        .output
+        .iter()
+        .filter_map(|o| {
+            let inferred = shapes.and_then(|s| s.shape(o.name()))?;
+            let declared = vi_shape(o);
+            disagrees(declared.as_deref(), inferred).then(|| ShapeDisagreement {
+                output: o.name().to_string(),
+                declared,
+                inferred: inferred.clone(),
+            })
+        })
+        .collect();
     let batch = input_shape[0].clone();
     let height = input_shape[2].known();
     let width = input_shape[3].known();
@@ -205,6 +293,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         grids: vec![],
         nms_node: None,
         merged_outputs: vec![],
+        declared_vs_inferred,
     };
     if let Some(n) = g
         .node
@@ -212,6 +301,8 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         .find(|n| is_trt_plugin(n.op_type(), n.domain()))
     {
         head.family = Family::TrtPlugin;
+        // outputs of an NMS graph are data-dependent; their shapes decide nothing here
+        head.declared_vs_inferred.clear();
         head.rule = format!(
             "{} of domain `{}` is a TensorRT plugin: the graph runs only in TensorRT",
             describe(n),
@@ -222,6 +313,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     }
     if let Some(n) = g.node.iter().find(|n| n.op_type() == "NonMaxSuppression") {
         head.family = Family::Merged;
+        head.declared_vs_inferred.clear();
         head.nms_node = Some(n.name().to_string());
         head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
         head.rule = format!(
@@ -241,16 +333,29 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
     // Candidate outputs: float rank-3.
     let mut found = Vec::new();
     for o in &g.output {
-        let shape = vi_shape(o).or_else(|| shapes.and_then(|s| s.shape(o.name()).cloned()));
-        let dt = vi_dtype(o).unwrap_or(DataType::Float as i32);
-        found.push(format!(
-            "`{}` {}",
-            o.name(),
-            shape
-                .as_ref()
-                .map(|s| fmt_shape(s))
-                .unwrap_or_else(|| "(no shape)".into())
-        ));
+        let declared = vi_shape(o);
+        let inferred = shapes.and_then(|s| s.get(o.name()));
+        let shape = deciding_shape(
+            declared.as_deref(),
+            inferred.and_then(|i| i.shape.as_deref()),
+        );
+        let dt = inferred
+            .and_then(|i| i.dtype)
+            .or_else(|| vi_dtype(o))
+            .unwrap_or(DataType::Float as i32);
+        let txt = shape
+            .as_ref()
+            .map(|s| fmt_shape(s))
+            .unwrap_or_else(|| "(no shape)".into());
+        let dtxt = declared
+            .as_ref()
+            .map(|s| fmt_shape(s))
+            .unwrap_or_else(|| "(no shape)".into());
+        found.push(if dtxt == txt {
+            format!("`{}` {txt}", o.name())
+        } else {
+            format!("`{}` {txt} (declared {dtxt})", o.name())
+        });
         let Some(shape) = shape else { continue };
         if shape.len() != 3 || dt != DataType::Float as i32 {
             continue;

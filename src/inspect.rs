@@ -38,6 +38,9 @@ pub struct Report {
     pub head: Option<Head>,
     pub head_error: Option<String>,
     pub resolution_constants: Vec<ResConst>,
+    /// Float weights holding NaN / ±Inf (see [`crate::nonfinite`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nonfinite: Vec<crate::nonfinite::NonFinite>,
 }
 
 fn io(v: &crate::onnx::ValueInfoProto) -> Io {
@@ -108,6 +111,7 @@ pub fn inspect(m: &Model) -> Result<Report> {
         head,
         head_error,
         resolution_constants,
+        nonfinite: crate::nonfinite::scan(m),
     })
 }
 
@@ -186,6 +190,9 @@ pub fn render(r: &Report) -> String {
             if let Some(o) = &h.output {
                 let _ = writeln!(s, "  output:   {o}");
             }
+            for d in &h.declared_vs_inferred {
+                let _ = writeln!(s, "  shapes:   {}", d.describe());
+            }
             if let Some(c) = h.num_classes {
                 let _ = writeln!(s, "  classes:  {c}");
             }
@@ -210,6 +217,9 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(s, "head:       not recognized: {e}");
         }
         _ => {}
+    }
+    for b in &r.nonfinite {
+        let _ = writeln!(s, "non-finite: {}", b.describe());
     }
     if !r.resolution_constants.is_empty() {
         let _ = writeln!(

@@ -13,6 +13,7 @@ pub mod head;
 pub mod imageio;
 pub mod inspect;
 pub mod model;
+pub mod nonfinite;
 pub mod npy;
 pub mod passes;
 pub mod postprocess;

@@ -22,6 +22,22 @@ use postmerge::model::Model;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// merge, resize, quant-prep and check refuse (exit 2) a model whose float weights hold NaN or
+    /// ±Inf; with this flag they go on (check then fails with exit 1 on those values).
+    /// Example: postmerge check --allow-nonfinite a.onnx b.onnx
+    #[arg(long, global = true)]
+    allow_nonfinite: bool,
+}
+
+/// `--allow-nonfinite` of this run.
+static ALLOW_NONFINITE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuse a model with NaN/Inf weights unless `--allow-nonfinite` was given.
+fn refuse_nonfinite(m: &Model, path: &std::path::Path) -> Result<()> {
+    if ALLOW_NONFINITE.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    postmerge::nonfinite::refuse(m, &format!("`{}`", path.display()))
 }
 
 #[derive(Subcommand)]
@@ -380,6 +396,7 @@ where
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Mutex;
     let base = load(input)?;
+    refuse_nonfinite(&base, input)?;
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -710,6 +727,7 @@ fn load(p: &std::path::Path) -> Result<Model> {
 }
 
 fn run(cli: Cli) -> Result<ExitCode> {
+    ALLOW_NONFINITE.store(cli.allow_nonfinite, std::sync::atomic::Ordering::Relaxed);
     match cli.cmd {
         Cmd::Inspect { model, json } => {
             let m = load(&model)?;
@@ -829,6 +847,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let o = load(&original)?;
             let m = load(&merged)?;
+            refuse_nonfinite(&o, &original)?;
+            refuse_nonfinite(&m, &merged)?;
             let input = match (image, input) {
                 (Some(p), _) => postmerge::check::CheckInput::Image(p),
                 (None, Some(p)) => postmerge::check::CheckInput::Npy(p),

@@ -89,7 +89,15 @@ pub fn find_resolution_constants(m: &Model, head: &Head) -> Result<Vec<ResConst>
     let pos: HashMap<usize, usize> = order.iter().enumerate().map(|(p, &i)| (i, p)).collect();
 
     // --- numeric inference at the declared size, symbolic probe with H, W as symbols
-    let numeric = crate::shape::infer(m, &HashMap::new())?;
+    // a symbolic batch is inferred at the batch the exporter traced (what its constants hold)
+    let numeric = match &head.batch {
+        Dim::Sym(_) => {
+            let mut at = head.input_shape.clone();
+            at[0] = Dim::Known(crate::passes::resize::traced_batch(m, head).unwrap_or(1));
+            crate::shape::infer(m, &HashMap::from([(head.input.clone(), at)]))?
+        }
+        Dim::Known(_) => crate::shape::infer(m, &HashMap::new())?,
+    };
     let mut probe = Shapes::default();
     for i in &g.input {
         let mut shape = crate::shape::vi_shape(i);

@@ -1573,7 +1573,48 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 ]),
             )]
         }
-        "ScatterND" | "ScatterElements" => vec![Info::of(dt0, req(n, s, 0)?.shape.clone())],
+        "ScatterND" => {
+            // updates must be indices.shape[:-1] + data.shape[k:] (k = indices.shape[-1]); a
+            // mismatch is what a graph that baked the traced batch into its index plumbing gives
+            // at another batch
+            let data = req(n, s, 0)?.shape.clone();
+            if let (Some(d), Some(i), Some(u)) = (
+                data.as_ref(),
+                input(n, s, 1).and_then(|x| x.shape.as_ref()),
+                input(n, s, 2).and_then(|x| x.shape.as_ref()),
+            ) {
+                if let Some(k) = i.last().and_then(Dim::known) {
+                    if k < 1 || k as usize > d.len() {
+                        bail!(
+                            "indices {} index {k} dims of data {}",
+                            fmt_shape(i),
+                            fmt_shape(d)
+                        );
+                    }
+                    let want: Vec<Dim> = i[..i.len() - 1]
+                        .iter()
+                        .chain(&d[k as usize..])
+                        .cloned()
+                        .collect();
+                    let clash = want.len() != u.len()
+                        || want
+                            .iter()
+                            .zip(u)
+                            .any(|(a, b)| a.known().is_some() && b.known().is_some() && a != b);
+                    if clash {
+                        bail!(
+                            "updates {} do not match indices {} over data {} (expected {})",
+                            fmt_shape(u),
+                            fmt_shape(i),
+                            fmt_shape(d),
+                            fmt_shape(&want)
+                        );
+                    }
+                }
+            }
+            vec![Info::of(dt0, data)]
+        }
+        "ScatterElements" => vec![Info::of(dt0, req(n, s, 0)?.shape.clone())],
         "GatherND" => bail!("GatherND shape inference is not supported"),
         "NonMaxSuppression" => vec![Info::of(
             i64t,

@@ -145,6 +145,8 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         _ => {}
     }
     crate::shape::validate_nodes(m)?;
+    // a symbolic batch the exporter baked into constants is repaired first (or refused)
+    let batch_repair = crate::passes::resize::repair_symbolic_batch(m)?;
     if let Some(f) = opts.family {
         if matches!(f, Family::Merged | Family::TrtPlugin) {
             bail!("--family must be yolox-raw, yolox-decoded or gold-yolo");
@@ -178,6 +180,15 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         bail!("--max-det must be at least 1");
     }
     let mut notes = Vec::new();
+    if let Some(r) = &batch_repair {
+        let changed: Vec<String> = r
+            .rewrites
+            .iter()
+            .filter(|w| w.old != w.new)
+            .map(|w| format!("{} {} -> {}", w.node, w.old, w.new))
+            .collect();
+        notes.push(format!("the input declares batch `{}` but the exporter baked its traced batch into {} constant(s); rewritten so the model runs at any batch: {}", r.batch_from, changed.len(), changed.join(", ")));
+    }
     let cur = default_opset(&m.proto);
     let opset = match opts.opset {
         Some(v) if v < 10 => bail!("--opset {v}: NonMaxSuppression needs opset 10 or later"),

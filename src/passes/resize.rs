@@ -248,7 +248,20 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
             (w1 / max_stride).max(1) * max_stride
         );
     }
-    let s0 = infer(m, &HashMap::new())?;
+    // A symbolic batch is walked at the batch the exporter traced with (the number its Reshapes
+    // baked), so that the constants baked from it are found and re-derived like any other.
+    let traced = match &head.batch {
+        Dim::Sym(_) => Some(traced_batch(m, &head)?),
+        Dim::Known(_) => None,
+    };
+    let s0 = match traced {
+        Some(tb) => {
+            let mut at = head.input_shape.clone();
+            at[0] = Dim::Known(tb);
+            infer(m, &HashMap::from([(head.input.clone(), at)]))?
+        }
+        None => infer(m, &HashMap::new())?,
+    };
     // a malformed node (shape::validate_nodes) is reported as such, before "cannot explain"
     if let Some(d) = s0.defects.first() {
         bail!("{d}");
@@ -267,6 +280,7 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         Some(BatchSpec::Static(b)) => bail!("batch {b} must be at least 1"),
         Some(BatchSpec::Dynamic) => Dim::Sym("batch".into()),
     };
+    let mut notes = Vec::new();
     let g0 = grids(&head.strides, h0, w0);
     let g1 = grids(&head.strides, h1, w1);
     let n0: i64 = g0.iter().map(|(_, a, b)| a * b).sum();
@@ -278,6 +292,11 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         for o in &m.graph().node[i].output {
             pos.insert(o.clone(), p as i64);
         }
+    }
+    if let Some(tb) = traced {
+        notes.push(format!(
+            "the input declares a symbolic batch `{b0}`; the graph was walked at the traced batch {tb} (the batch its baked constants were computed for)"
+        ));
     }
     let mut maps: Vec<(i64, String, (i64, i64))> = Vec::new();
     maps.push((-1, head.input.clone(), (h0, w0)));
@@ -376,7 +395,6 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
             }
         }
     }
-    let mut notes = Vec::new();
     if dropped > 0 {
         notes.push(format!("{dropped} value_info shapes could not be inferred at the new size and were removed (not made up)"));
     }
@@ -395,6 +413,12 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     if out_shape.get(1).and_then(Dim::known) != Some(n1) {
         bail!("after re-specialization the head output has shape {}, expected N = {n1}: a baked constant was not explained", fmt_shape(&out_shape));
     }
+    // a symbolic batch must really be one: the result is inferred at two concrete batches
+    if let Dim::Sym(sy) = &b1 {
+        if let Some(why) = batch_defects(m, &head.input, &new_input, &[1, 2, 3])? {
+            bail!("the result cannot keep the symbolic batch `{sy}`: {why}; give a static batch (e.g. --batch 1)");
+        }
+    }
     Ok(ResizeReport {
         from: (h0, w0),
         to: (h1, w1),
@@ -404,6 +428,101 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         boxes_to: n1,
         rewrites: cx.rewrites,
         notes,
+    })
+}
+
+/// The batch an exporter traced a symbolic-batch graph with: the leading number a `Reshape` puts
+/// where its input has the symbolic batch (Gold-YOLO `--dynamic-batch` keeps `[1, 4, 8, 100]` in its
+/// attention). 1 when no node bakes one; an error when two nodes bake different ones.
+pub fn traced_batch(m: &Model, head: &Head) -> Result<i64> {
+    let Dim::Sym(sym) = &head.batch else {
+        return Ok(head.batch.known().unwrap_or(1));
+    };
+    let s = infer(m, &HashMap::new())?;
+    let mut seen: BTreeMap<i64, String> = BTreeMap::new();
+    for n in m.graph().node.iter().filter(|n| n.op_type() == "Reshape") {
+        let (Some(i), Some(o)) = (s.shape(&n.input[0]), s.shape(&n.output[0])) else {
+            continue;
+        };
+        if let (Some(Dim::Sym(a)), Some(Dim::Known(k))) = (i.first(), o.first()) {
+            if a == sym && *k >= 1 {
+                seen.entry(*k).or_insert_with(|| describe(n));
+            }
+        }
+    }
+    match seen.len() {
+        0 => Ok(1),
+        1 => Ok(*seen.keys().next().unwrap_or(&1)),
+        _ => bail!(
+            "the graph bakes different batches for its symbolic batch `{sym}`: {}",
+            seen.iter()
+                .map(|(k, n)| format!("{k} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// Why a graph that declares a symbolic batch does not run at some of `batches`: the first node
+/// whose shape cannot be inferred there (and can at the first batch of the list). `None` = it
+/// runs at all of them as far as shape inference sees.
+pub fn batch_defects(
+    m: &Model,
+    input: &str,
+    shape: &[Dim],
+    batches: &[i64],
+) -> Result<Option<String>> {
+    let at = |b: i64| -> Result<Vec<String>> {
+        let mut sh = shape.to_vec();
+        sh[0] = Dim::Known(b);
+        let s = infer(m, &HashMap::from([(input.to_string(), sh)]))?;
+        Ok(s.defects)
+    };
+    let Some((&first, rest)) = batches.split_first() else {
+        return Ok(None);
+    };
+    let base = at(first)?;
+    for &b in rest {
+        if let Some(d) = at(b)?.into_iter().find(|d| !base.contains(d)) {
+            return Ok(Some(format!("at batch {b}, {d}")));
+        }
+    }
+    Ok(None)
+}
+
+/// Repair a graph whose input declares a symbolic batch it does not really have (Gold-YOLO
+/// `--dynamic-batch`: the attention Reshapes keep the traced batch, so onnxruntime fails at batch
+/// 2): re-derive the baked constants at the same size with the batch kept symbolic. `Ok(None)` when
+/// the batch is static or the graph already runs at any batch; an error when it cannot be
+/// repaired (naming the node), so that no model that only runs at batch 1 leaves with a symbolic
+/// batch.
+pub fn repair_symbolic_batch(m: &mut Model) -> Result<Option<ResizeReport>> {
+    let head = recognize(m, None)?;
+    if !matches!(head.batch, Dim::Sym(_))
+        || matches!(head.family, Family::Merged | Family::TrtPlugin)
+    {
+        return Ok(None);
+    }
+    let (Some(h), Some(w)) = (head.height, head.width) else {
+        return Ok(None);
+    };
+    if batch_defects(m, &head.input, &head.input_shape, &[1, 2, 3])?.is_none() {
+        return Ok(None);
+    }
+    resize(
+        m,
+        &ResizeOptions {
+            height: h,
+            width: w,
+            batch: None,
+        },
+    )
+    .map(Some)
+    .with_context(|| {
+        format!(
+            "input `{}` declares the symbolic batch `{}` but the graph does not run at every batch",
+            head.input, head.batch
+        )
     })
 }
 
@@ -647,22 +766,22 @@ fn rewrite_node(m: &mut Model, cx: &mut Ctx, ni: usize, p: i64, head: &Head) -> 
                     }
                 }
             }
+            // allowzero = 1 (opset 14+): a 0 is a zero-sized dim, not "copy the input's"
+            let allowzero = crate::graph::attr_i(&n, "allowzero")
+                .map(|a| a != 0)
+                .unwrap_or(false);
             for (cname, vals, off) in parts {
                 let mut newv = vals.clone();
                 for k in 0..vals.len() {
                     let idx = off + k;
-                    if vals[k] == -1
-                        || (vals[k] == 0
-                            && !crate::graph::attr_i(&n, "allowzero")
-                                .map(|a| a != 0)
-                                .unwrap_or(false))
-                    {
+                    if vals[k] == -1 || (vals[k] == 0 && !allowzero) {
                         continue;
                     }
                     match o1.get(idx) {
                         Some(Dim::Known(v)) => newv[k] = *v,
                         Some(Dim::Sym(_)) => {
-                            newv[k] = if idx < i0.len()
+                            newv[k] = if !allowzero
+                                && idx < i0.len()
                                 && i1
                                     .get(idx)
                                     .map(|d| matches!(d, Dim::Sym(_)))
