@@ -55,12 +55,19 @@ fn ref_dir() -> PathBuf {
     dir
 }
 
-/// Every model directory with a `raw.npy`, decoded.
+/// Every YOLOX / Gold-YOLO model directory with a `raw.npy`, decoded (the families this
+/// reference has official conventions for; the other families' refs — `ultra_*`, `yolov5*`,
+/// `yolov6*`, `yolov7*` — have other layouts and other official post-processing, and the
+/// `_dynbatch` copy has the same raw output as its static twin).
 fn cases() -> Vec<Case> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(ref_dir())
         .expect("read ref dir")
         .map(|e| e.expect("dir entry").path())
         .filter(|p| p.join("raw.npy").is_file())
+        .filter(|p| {
+            let n = p.file_name().unwrap().to_string_lossy();
+            (n.starts_with("yolox_") || n.starts_with("gold_yolo_")) && !n.ends_with("_dynbatch")
+        })
         .collect();
     dirs.sort();
     assert!(
@@ -636,7 +643,7 @@ fn bounded_ordered_decode_changes_no_detection() {
         };
         let (mut bounded, mut bounded_cand, mut inverted, mut inverted_cand) = (0, 0, 0, 0);
         for (k, r) in raw.chunks_exact(row).enumerate() {
-            let cand = r[5..].iter().any(|&c| r[4] * c > SCORE_THR.min(0.01));
+            let cand = r[5..].iter().any(|&c| r[4] * c > 0.01);
             let (bi, i) = (k / n, k % n);
             let (m, o) = (
                 merged.box_at(bi, i).unwrap(),
@@ -648,11 +655,11 @@ fn bounded_ordered_decode_changes_no_detection() {
                     if r[2] > l || r[3] > l {
                         bounded += 1;
                         bounded_cand += cand as usize;
-                        // the box keeps its centre and is at most twice the input's larger side
+                        // the box keeps its centre and is at most four times the input's larger side
                         let side = case.spec.input_h.max(case.spec.input_w) as f32;
                         assert!(
-                            m[2] - m[0] <= 2.0 * side * 1.0001
-                                && m[3] - m[1] <= 2.0 * side * 1.0001
+                            m[2] - m[0] <= 4.0 * side * 1.0001
+                                && m[3] - m[1] <= 4.0 * side * 1.0001
                         );
                     } else {
                         assert_eq!(m, o, "{} anchor {i}", case.name);

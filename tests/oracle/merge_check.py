@@ -137,10 +137,10 @@ def yolox_grid(h, w, strides=(8, 16, 32)):
             np.concatenate(st).astype(np.float32))
 
 
-# The appended decode bounds YOLOX log-sizes before exp at ln(K * max(H, W) / stride), K = 2, so no
-# box exceeds twice the input's larger side (src/postprocess.rs LOG_SIZE_BOUND_FACTOR has the
+# The appended decode bounds YOLOX log-sizes before exp at ln(K * max(H, W) / stride), K = 4, so no
+# box exceeds four times the input's larger side (src/postprocess.rs LOG_SIZE_BOUND_FACTOR has the
 # argument why no detection changes), and takes |w|, |h| of decoded heads so x1 <= x2, y1 <= y2.
-LOG_SIZE_BOUND_FACTOR = 2.0
+LOG_SIZE_BOUND_FACTOR = 4.0
 
 
 def log_size_bound(h, w, stride):
