@@ -28,9 +28,9 @@ use std::path::{Path, PathBuf};
 
 use postmerge::npy::{read_npy_file, write_npy_file, Npy, NpyData};
 use postmerge::postprocess::{
-    decode, detections, gold_yolo_nms, iou, nms, suppresses, yolox_multiclass_nms,
-    yolox_postprocess, Decoded, Detection, GoldYoloNmsParams, HeadKind, HeadSpec, IouConvention,
-    NmsParams, Selection,
+    decode, decode_with, detections, gold_yolo_nms, iou, log_size_bound, nms, suppresses,
+    yolox_multiclass_nms, yolox_postprocess, DecodeOptions, Decoded, Detection, GoldYoloNmsParams,
+    HeadKind, HeadSpec, IouConvention, NmsParams, Selection,
 };
 use serde_json::Value;
 
@@ -56,7 +56,10 @@ fn ref_dir() -> PathBuf {
     dir
 }
 
-/// Every model directory with a `raw.npy`, decoded.
+/// Every YOLOX / Gold-YOLO model directory with a `raw.npy`, decoded (the families this
+/// reference has official conventions for; the other families' refs — `ultra_*`, `yolov5*`,
+/// `yolov6*`, `yolov7*` — have other layouts and other official post-processing, and the
+/// `_dynbatch` copy has the same raw output as its static twin).
 fn cases() -> Vec<Case> {
     // the YOLOX and Gold-YOLO exports (tests/common selects them; other families: issue 15)
     let dirs: Vec<PathBuf> = common::stems("supported")
@@ -91,7 +94,8 @@ fn load_case(dir: &Path) -> Case {
         HeadKind::YoloxRaw
     };
     let spec = HeadSpec::new(kind, row - 5, h, w);
-    let decoded = decode(raw.as_f32().unwrap(), b, n, &spec).unwrap();
+    // the upstream projects' own arithmetic: these cases reproduce their detections
+    let decoded = decode_with(raw.as_f32().unwrap(), b, n, &spec, DecodeOptions::OFFICIAL).unwrap();
     Case {
         name,
         dir: dir.to_path_buf(),
@@ -610,6 +614,109 @@ fn reference_reproduces_official_detections_and_explains_onnx_differences() {
         errs.len(),
         errs.join("\n")
     );
+}
+
+/// Issue 12: the merged graph's decode (log-sizes bounded before exp, corners ordered) changes no
+/// detection of the corpus — neither ONNX-semantics NMS (default and official thresholds) nor the
+/// official conventions — and every box it changes is explained: a bounded background anchor
+/// (never a candidate) or an inverted box whose corners are swapped into order.
+#[test]
+fn bounded_ordered_decode_changes_no_detection() {
+    let mut total_bounded = 0;
+    for case in cases() {
+        let raw = read_npy_file(case.dir.join("raw.npy")).unwrap();
+        let (b, n) = (raw.shape[0], raw.shape[1]);
+        let raw = raw.to_f32();
+        let row = case.spec.num_classes + 5;
+        let merged = decode(&raw, b, n, &case.spec).unwrap();
+        let official = &case.decoded;
+        // which anchors the merged decode changes, and why
+        let levels = case.spec.grid_levels().unwrap();
+        let stride_of = |i: usize| {
+            let mut k = i % n;
+            for l in &levels {
+                if k < l.h * l.w {
+                    return l.stride;
+                }
+                k -= l.h * l.w;
+            }
+            unreachable!()
+        };
+        let (mut bounded, mut bounded_cand, mut inverted, mut inverted_cand) = (0, 0, 0, 0);
+        for (k, r) in raw.chunks_exact(row).enumerate() {
+            let cand = r[5..].iter().any(|&c| r[4] * c > 0.01);
+            let (bi, i) = (k / n, k % n);
+            let (m, o) = (
+                merged.box_at(bi, i).unwrap(),
+                official.box_at(bi, i).unwrap(),
+            );
+            match case.spec.kind {
+                HeadKind::YoloxRaw => {
+                    let l = log_size_bound(case.spec.input_h, case.spec.input_w, stride_of(i));
+                    if r[2] > l || r[3] > l {
+                        bounded += 1;
+                        bounded_cand += cand as usize;
+                        // the box keeps its centre and is at most four times the input's larger side
+                        let side = case.spec.input_h.max(case.spec.input_w) as f32;
+                        assert!(
+                            m[2] - m[0] <= 4.0 * side * 1.0001
+                                && m[3] - m[1] <= 4.0 * side * 1.0001
+                        );
+                    } else {
+                        assert_eq!(m, o, "{} anchor {i}", case.name);
+                    }
+                }
+                _ => {
+                    if r[2] < 0.0 || r[3] < 0.0 {
+                        inverted += 1;
+                        inverted_cand += cand as usize;
+                    }
+                    // exactly the official corners, ordered per axis
+                    let want = [
+                        o[0].min(o[2]),
+                        o[1].min(o[3]),
+                        o[0].max(o[2]),
+                        o[1].max(o[3]),
+                    ];
+                    assert_eq!(m, want, "{} anchor {i}", case.name);
+                }
+            }
+        }
+        assert_eq!(merged.scores, official.scores);
+        // no candidate (score above 0.01, let alone the 0.25 threshold) is bounded: the
+        // selections cannot change (postprocess::LOG_SIZE_BOUND_FACTOR, point 2)
+        assert_eq!(bounded_cand, 0, "{}: a bounded candidate", case.name);
+        total_bounded += bounded;
+        for params in [NmsParams::default(), onnx_params_uncapped()] {
+            let sm = nms(&merged, &params).unwrap();
+            assert_eq!(sm, nms(official, &params).unwrap(), "{}", case.name);
+        }
+        match case.spec.kind {
+            HeadKind::GoldYolo => {
+                let p = GoldYoloNmsParams::default();
+                assert_eq!(
+                    gold_yolo_nms(&merged, &p).unwrap(),
+                    gold_yolo_nms(official, &p).unwrap()
+                );
+            }
+            _ => {
+                assert_eq!(
+                    yolox_multiclass_nms(&merged, SCORE_THR, IOU_THR).unwrap(),
+                    yolox_multiclass_nms(official, SCORE_THR, IOU_THR).unwrap()
+                );
+                assert_eq!(
+                    yolox_postprocess(&merged, SCORE_THR, IOU_THR).unwrap(),
+                    yolox_postprocess(official, SCORE_THR, IOU_THR).unwrap()
+                );
+            }
+        }
+        println!(
+            "{}: {bounded} anchors bounded ({bounded_cand} of them candidates), {inverted} inverted boxes ordered ({inverted_cand} candidates); selections identical",
+            case.name
+        );
+    }
+    // the corpus does exercise the bound (yolox_nano_3c_640x640_op11_shapes has log-sizes ~89)
+    assert!(total_bounded > 0);
 }
 
 /// The raw YOLOX head decoded by the reference equals the `--decode_in_inference` graphs' output

@@ -271,3 +271,96 @@ fn set_on_a_model_without_nms_is_a_clear_error() {
     let e = set(&mut m, &SetOptions::default()).unwrap_err().to_string();
     assert!(e.contains("nothing to set"), "{e}");
 }
+
+/// The post-NMS filter (keep selections above the score threshold) reads the NMS node's own
+/// score threshold, so `set --score` retunes both: lowered to 0.1, rows scoring in (0.1, 0.25]
+/// appear (a filter left at 0.25 would drop them), in place and when the constant is shared.
+#[test]
+fn set_score_retunes_the_post_nms_filter_too() {
+    let m0 = Model::load(&common::fixtures().join("yolox_nano_128x160.onnx")).unwrap();
+    let x = read_npy_file(common::fixtures().join("ref/yolox_nano_128x160/input.npy")).unwrap();
+    let spec = HeadSpec::new(HeadKind::YoloxRaw, 3, 128, 160);
+    for layout in [Layout::Pinto, Layout::Trt { max_det: 100 }] {
+        for shared in [false, true] {
+            let mut m = m0.clone();
+            merge(
+                &mut m,
+                &MergeOptions {
+                    layout: Some(layout),
+                    ..MergeOptions::default()
+                },
+            )
+            .unwrap();
+            if shared {
+                let g = m.graph_mut();
+                g.node.push(postmerge::graph::make_node(
+                    "Identity",
+                    "other_user",
+                    &["main01_score_threshold"],
+                    &["other_out"],
+                    vec![],
+                ));
+                g.output.push(postmerge::shape::make_vi(
+                    "other_out",
+                    1,
+                    &[postmerge::shape::Dim::Known(1)],
+                ));
+            }
+            let ch = set(
+                &mut m,
+                &SetOptions {
+                    score_threshold: Some(0.1),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            let nms_score = m
+                .graph()
+                .node
+                .iter()
+                .find(|n| n.op_type() == "NonMaxSuppression")
+                .unwrap()
+                .input[4]
+                .clone();
+            assert_eq!(ch[0].tensor, nms_score);
+            assert_eq!(nms_score.ends_with("_mod"), shared);
+            // every appended reader of a score threshold reads the NMS node's
+            let readers: Vec<_> = m
+                .graph()
+                .node
+                .iter()
+                .filter(|n| n.name().starts_with("postmerge/"))
+                .filter(|n| {
+                    n.input
+                        .iter()
+                        .any(|i| i.starts_with("main01_score_threshold"))
+                })
+                .collect();
+            assert_eq!(readers.len(), 1);
+            assert_eq!(readers[0].op_type(), "Greater");
+            assert!(readers[0].input.contains(&nms_score));
+            if shared {
+                assert_eq!(value(&m, "main01_score_threshold"), vec![0.25]);
+            }
+            let outs = postmerge::run::run_once(&m, &[&x], &["output"]).unwrap();
+            let head = &outs.iter().find(|(n, _)| n == "output").unwrap().1;
+            let dec = decode(head.as_f32().unwrap(), 1, 420, &spec).unwrap();
+            let params = NmsParams {
+                score_threshold: 0.1,
+                ..NmsParams::default()
+            };
+            let sel = nms(&dec, &params).unwrap();
+            let low = sel
+                .iter()
+                .filter(|s| dec.score(0, s.box_index, s.class).unwrap() <= 0.25)
+                .count();
+            assert!(
+                low > 0,
+                "no selection in (0.1, 0.25]: the test would be vacuous"
+            );
+            let exp = render(&layout, &dec, &sel).unwrap();
+            let cmp = compare_outputs(&layout, &exp, &outs, Tolerance::default()).unwrap();
+            assert!(cmp.ok(), "{} shared={shared}: {cmp:#?}", layout.name());
+        }
+    }
+}

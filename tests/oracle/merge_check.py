@@ -136,19 +136,38 @@ def yolox_grid(h, w, strides=(8, 16, 32)):
             np.concatenate(st).astype(np.float32))
 
 
-def decode(head, kind, h, w):
-    """head [B,N,5+C] -> boxes [B,N,4] x1y1x2y2 (input pixels), scores [B,N,C] = obj * cls."""
+# The appended decode bounds YOLOX log-sizes before exp at ln(K * max(H, W) / stride), K = 4, so no
+# box exceeds four times the input's larger side (src/postprocess.rs LOG_SIZE_BOUND_FACTOR has the
+# argument why no detection changes), and takes |w|, |h| of decoded heads so x1 <= x2, y1 <= y2.
+LOG_SIZE_BOUND_FACTOR = 4.0
+
+
+def log_size_bound(h, w, stride):
+    """float32 bound of the log-size at `stride` (computed in float64, rounded once)."""
+    return np.float32(np.log(LOG_SIZE_BOUND_FACTOR * max(h, w) / float(stride)))
+
+
+def decode(head, kind, h, w, merged=True):
+    """head [B,N,5+C] -> boxes [B,N,4] x1y1x2y2 (input pixels), scores [B,N,C] = obj * cls.
+
+    merged=True: what postmerge's graph computes (bounded log-sizes, |w|, |h|); False: the upstream
+    projects' own arithmetic (for reproducing their detections)."""
     head = np.asarray(head, dtype=np.float32)
     with np.errstate(over="ignore", invalid="ignore"):
         if kind == "yolox-raw":
             gx, gy, st = yolox_grid(h, w)
             need(head.shape[1] == gx.shape[0], f"head has N={head.shape[1]} anchors, grid of {h}x{w} gives {gx.shape[0]}")
+            bound = (np.array([log_size_bound(h, w, s) for s in st], dtype=np.float32) if merged
+                     else np.full(st.shape, np.inf, dtype=np.float32))
             cx = (head[..., 0] + gx) * st
             cy = (head[..., 1] + gy) * st
-            bw = np.exp(head[..., 2]) * st
-            bh = np.exp(head[..., 3]) * st
+            bw = np.exp(np.minimum(head[..., 2], bound)) * st
+            bh = np.exp(np.minimum(head[..., 3], bound)) * st
         else:  # YOLOX decode_in_inference and Gold-YOLO: columns 0-3 are already cx, cy, w, h
-            cx, cy, bw, bh = head[..., 0], head[..., 1], head[..., 2], head[..., 3]
+            cx, cy = head[..., 0], head[..., 1]
+            bw, bh = head[..., 2], head[..., 3]
+            if merged:
+                bw, bh = np.abs(bw), np.abs(bh)
         half = np.float32(0.5)
         boxes = np.stack([cx - bw * half, cy - bh * half, cx + bw * half, cy + bh * half], axis=-1)
         scores = head[..., 4:5] * head[..., 5:]
@@ -647,9 +666,13 @@ def official_case(ctx, model):
     d = json.loads(model.dets_json.read_text())
     dets = np.array(d["dets"], dtype=np.float64).reshape(-1, 7)
     need(d["meta"]["iou_thr"] == 0.45 and d["meta"]["score_thr"] == 0.25, f"dets.json meta thresholds {d['meta']}")
-    rb, rs = decode(model.raw[0:1], model.kind, model.h, model.w)
+    rb, rs = decode(model.raw[0:1], model.kind, model.h, model.w, merged=False)
     rb, rs = rb[0], rs[0]
     legacy = yolox_multiclass_nms(rb, rs, 0.45, 0.25, plus_one=True)
+    # the merged graph's bounded decode changes no official detection either
+    mb, ms = decode(model.raw[0:1], model.kind, model.h, model.w)
+    need(yolox_multiclass_nms(mb[0], ms[0], 0.45, 0.25, plus_one=True) == legacy,
+         "the bounded decode changes the official (legacy +1) detections")
     leg_rows = rows_of(legacy, rb, rs)
     need(leg_rows.shape == dets.shape, f"legacy +1 NMS gives {len(leg_rows)} rows, dets.json has {len(dets)}")
     for k in range(len(dets)):

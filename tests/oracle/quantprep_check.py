@@ -262,6 +262,10 @@ def check_structure(path, allow_dynamic_after_nms):
 
     inits = {i.name for i in g.initializer}
     outputs = {o.name for o in g.output}
+    # issue 12: no initializer nobody reads (onnxruntime warns about each one on every load)
+    read = {i for n in g.node for i in n.input} | outputs
+    unused = sorted(inits - read)
+    need(not unused, f"{len(unused)} unused initializers: {unused[:5]}")
     intermediates = [o for n in g.node for o in n.output if o and o not in outputs and o not in inits]
     vi = {v.name: shape_of(v) for v in g.value_info}
     dyn_ok = downstream_of(g, "NonMaxSuppression") if allow_dynamic_after_nms else set()
@@ -382,11 +386,16 @@ def case_numbers(binary, m, tmp, state):
     need(op["boxes"].dtype == np.float32 and op["scores"].dtype == np.float32, "outputs are not float32")
     ds = compare_scores(op["scores"], od["scores"], "scores")
     sb = compare_boxes(op["boxes"], od["boxes"], m.scale, "boxes")
+    # issue 12: corners ordered, and the bounded decode keeps every coordinate finite
+    pb = op["boxes"]
+    need(np.all(np.isfinite(pb)), "non-finite normalized box coordinates")
+    need(np.all(pb[..., 0] <= pb[..., 2]) and np.all(pb[..., 1] <= pb[..., 3]), "inverted boxes (x1 > x2 or y1 > y2)")
+    wmax = float(np.max(np.maximum(pb[..., 2] - pb[..., 0], pb[..., 3] - pb[..., 1])))
     fin = np.isfinite(op["boxes"]) & (np.abs(od["boxes"]) <= JUNK_PX)
     # reported: the range of the ordinary (non-junk) normalized coordinates
     rng = (float(op["boxes"][fin].min()), float(op["boxes"][fin].max())) if fin.any() else (0.0, 0.0)
     return (f"{m.w}x{m.h}: max|Δscore| {ds:.1e}, {sb}; normalized box range "
-            f"[{rng[0]:.2f}, {rng[1]:.2f}] over {op['boxes'].shape[1]} anchors")
+            f"[{rng[0]:.2f}, {rng[1]:.2f}] over {op['boxes'].shape[1]} anchors; largest size {wmax:.2f}")
 
 
 def case_structure(m, state):
