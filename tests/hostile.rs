@@ -1024,6 +1024,47 @@ fn graph_cases() -> Vec<Case> {
         ],
     ));
 
+    // flips in weights (issue 13): a Conv weight holding NaN or -Inf is refused by merge,
+    // resize, quant-prep and check with the tensor and the count; inspect reports it
+    for (name, bits, word) in [
+        ("weight_nan", f32::NAN.to_le_bytes(), "3 NaN"),
+        ("weight_neg_inf", f32::NEG_INFINITY.to_le_bytes(), "3 -Inf"),
+    ] {
+        let mut m = base();
+        let g = m.graph.as_mut().unwrap();
+        let conv = g
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "Conv")
+            .nth(20)
+            .unwrap()
+            .clone();
+        let w = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name() == conv.input[1])
+            .unwrap();
+        let raw = w.raw_data.as_mut().expect("raw weights");
+        let mut bytes = raw.to_vec();
+        for k in [0usize, 7, 11] {
+            bytes[4 * k..4 * k + 4].copy_from_slice(&bits);
+        }
+        *raw = bytes.into();
+        let tensor = format!("`{}`: {word} of", conv.input[1]);
+        v.push(case(
+            name,
+            enc(&m),
+            vec![
+                (Inspect, Expect::Accept),
+                (Merge, refuse(&[&tensor, "--allow-nonfinite"])),
+                (Resize, refuse(&[&tensor])),
+                (QuantPrep, refuse(&[&tensor])),
+                (CheckOrig, refuse(&[&tensor])),
+                (CheckMerged, refuse(&[&tensor])),
+            ],
+        ));
+    }
+
     // already merged
     let merged = merged_bytes();
     v.push(case(
