@@ -34,7 +34,11 @@ static ALLOW_NONFINITE: std::sync::atomic::AtomicBool = std::sync::atomic::Atomi
 
 /// Refuse a model with NaN/Inf weights unless `--allow-nonfinite` was given.
 fn refuse_nonfinite(m: &Model, path: &std::path::Path) -> Result<()> {
-    if ALLOW_NONFINITE.load(std::sync::atomic::Ordering::Relaxed) {
+    // a malformed graph is reported as such by the subcommand itself (its message is the more
+    // specific one)
+    if ALLOW_NONFINITE.load(std::sync::atomic::Ordering::Relaxed)
+        || postmerge::shape::validate_structure(m).is_err()
+    {
         return Ok(());
     }
     postmerge::nonfinite::refuse(m, &format!("`{}`", path.display()))

@@ -920,13 +920,58 @@ fn graph_cases() -> Vec<Case> {
         ],
     ));
 
-    // a head whose N does not match the strides
+    // Declared output shapes that lie (issue 13): the graph computes [1, 420, 85]; a declaration
+    // of [1, 419, 85] or of a YOLOv8-style [1, 85, 420] decides nothing, the inferred shape does,
+    // and the result is a valid model whose check agrees (CheckOrig compares it with the merged
+    // base model).
+    for (name, dims) in [
+        ("head_declares_wrong_n", [1, 419, 85]),
+        ("head_declares_v8_shape", [1, 85, 420]),
+    ] {
+        let mut m = base();
+        m.graph.as_mut().unwrap().output[0] =
+            make_vi("output", DataType::Float as i32, &dims.map(Dim::Known));
+        v.push(case(
+            name,
+            enc(&m),
+            vec![
+                (Inspect, Expect::Accept),
+                (Merge, Expect::Accept),
+                (Resize, Expect::Accept),
+                (CheckOrig, Expect::Accept),
+                (Detect, Expect::Accept),
+            ],
+        ));
+    }
+
+    // the graph itself computes a head whose N does not match the strides (a Slice drops a row)
     let mut m = base();
-    m.graph.as_mut().unwrap().output[0] = make_vi(
-        "output",
-        DataType::Float as i32,
-        &[Dim::Known(1), Dim::Known(419), Dim::Known(85)],
-    );
+    {
+        let g = m.graph.as_mut().unwrap();
+        let last = g
+            .node
+            .iter_mut()
+            .find(|n| n.output.iter().any(|o| o == "output"))
+            .unwrap();
+        for o in last.output.iter_mut().filter(|o| *o == "output") {
+            *o = "output_all".into();
+        }
+        g.initializer.push(tensor_i64("cut_starts", &[1], &[0]));
+        g.initializer.push(tensor_i64("cut_ends", &[1], &[419]));
+        g.initializer.push(tensor_i64("cut_axes", &[1], &[1]));
+        g.node.push(make_node(
+            "Slice",
+            "cut_one_box",
+            &["output_all", "cut_starts", "cut_ends", "cut_axes"],
+            &["output"],
+            vec![],
+        ));
+        g.output[0] = make_vi(
+            "output",
+            DataType::Float as i32,
+            &[Dim::Known(1), Dim::Known(419), Dim::Known(85)],
+        );
+    }
     v.push(case(
         "head_n_mismatch",
         enc(&m),
@@ -939,22 +984,86 @@ fn graph_cases() -> Vec<Case> {
         ],
     ));
 
-    // a YOLOv8-style [B, 4+C, N] head
+    // a YOLOv8-style [B, 4+C, N] head computed by the graph (a Transpose at the end), declared
+    // as the exporter would not: with a symbolic, exporter-named shape
     let mut m = base();
-    m.graph.as_mut().unwrap().output[0] = make_vi(
-        "output",
-        DataType::Float as i32,
-        &[Dim::Known(1), Dim::Known(85), Dim::Known(420)],
-    );
+    {
+        let g = m.graph.as_mut().unwrap();
+        let last = g
+            .node
+            .iter_mut()
+            .find(|n| n.output.iter().any(|o| o == "output"))
+            .unwrap();
+        for o in last.output.iter_mut().filter(|o| *o == "output") {
+            *o = "output_nc".into();
+        }
+        g.node.push(make_node(
+            "Transpose",
+            "to_channels_first",
+            &["output_nc"],
+            &["output"],
+            vec![make_attr_ints("perm", &[0, 2, 1])],
+        ));
+        g.output[0] = make_vi(
+            "output",
+            DataType::Float as i32,
+            &[
+                Dim::Known(1),
+                Dim::Sym("Transposeoutput_dim_1".into()),
+                Dim::Sym("Transposeoutput_dim_2".into()),
+            ],
+        );
+    }
     v.push(case(
         "head_transposed_v8_style",
         enc(&m),
         vec![
             (Inspect, Expect::Accept),
-            (Merge, refuse(&["YOLOv8", "output"])),
+            (Merge, refuse(&["YOLOv8", "output", "[1,85,420]"])),
             (Resize, refuse(&["YOLOv8"])),
         ],
     ));
+
+    // flips in weights (issue 13): a Conv weight holding NaN or -Inf is refused by merge,
+    // resize, quant-prep and check with the tensor and the count; inspect reports it
+    for (name, bits, word) in [
+        ("weight_nan", f32::NAN.to_le_bytes(), "3 NaN"),
+        ("weight_neg_inf", f32::NEG_INFINITY.to_le_bytes(), "3 -Inf"),
+    ] {
+        let mut m = base();
+        let g = m.graph.as_mut().unwrap();
+        let conv = g
+            .node
+            .iter()
+            .filter(|n| n.op_type() == "Conv")
+            .nth(20)
+            .unwrap()
+            .clone();
+        let w = g
+            .initializer
+            .iter_mut()
+            .find(|t| t.name() == conv.input[1])
+            .unwrap();
+        let raw = w.raw_data.as_mut().expect("raw weights");
+        let mut bytes = raw.to_vec();
+        for k in [0usize, 7, 11] {
+            bytes[4 * k..4 * k + 4].copy_from_slice(&bits);
+        }
+        *raw = bytes.into();
+        let tensor = format!("`{}`: {word} of", conv.input[1]);
+        v.push(case(
+            name,
+            enc(&m),
+            vec![
+                (Inspect, Expect::Accept),
+                (Merge, refuse(&[&tensor, "--allow-nonfinite"])),
+                (Resize, refuse(&[&tensor])),
+                (QuantPrep, refuse(&[&tensor])),
+                (CheckOrig, refuse(&[&tensor])),
+                (CheckMerged, refuse(&[&tensor])),
+            ],
+        ));
+    }
 
     // already merged
     let merged = merged_bytes();

@@ -31,12 +31,23 @@ fn every_node_of_every_model_is_inferred_and_outputs_match_declarations() {
         }
         assert!(s.unknown.is_empty(), "{stem}: {:?}", s.unknown);
         for o in &m.graph().output {
-            assert_eq!(
-                s.shape(o.name()),
-                vi_shape(o).as_ref(),
-                "{stem}: output {}",
-                o.name()
-            );
+            let (inferred, declared) = (s.shape(o.name()), vi_shape(o));
+            if stem.ends_with("_dynbatch") {
+                // Gold-YOLO --dynamic-batch names every output dim but the batch (issue 13):
+                // inference computes them
+                assert_eq!(
+                    inferred,
+                    Some(&vec![
+                        Dim::Sym("batch".into()),
+                        Dim::Known(8400),
+                        Dim::Known(85)
+                    ]),
+                    "{stem}: output {} (declared {declared:?})",
+                    o.name()
+                );
+                continue;
+            }
+            assert_eq!(inferred, declared.as_ref(), "{stem}: output {}", o.name());
         }
     }
 }
