@@ -514,23 +514,25 @@ pub fn request_problems(
 /// Step 3's comparison of two detection sets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct DetectionMatch {
-    /// Reference detections clear of the threshold (score > threshold + 1e-3).
+    /// Reference detections clear of the threshold (score more than 1e-3 away from it).
     pub considered: usize,
     /// Of those, how many have no detection of the same image and class with IoU >= 0.9.
     pub missing: usize,
-    /// Detections clear of the threshold with no such reference detection.
+    /// Detections of `got` clear of the threshold with no such reference detection.
     pub extra: usize,
 }
 
-/// Matches detections by image, class and IoU >= 0.9, among those clear of the score threshold
-/// (two runs may differ in the last bits, so scores within 1e-3 of it are not compared).
+/// Matches detections by image, class and IoU >= 0.9. Two runs may differ in the last bits, so
+/// scores within 1e-3 of the threshold are not compared; every other detection of `got` (also one
+/// below the threshold, which should not be there at all) needs a reference partner, and every
+/// reference detection above the threshold a partner in `got`.
 pub fn match_detections(
     reference: &[Detection],
     got: &[Detection],
     score_threshold: f32,
 ) -> DetectionMatch {
     let margin = 1e-3f32;
-    let clear = |d: &Detection| d.score > score_threshold + margin;
+    let clear = |d: &Detection| (d.score - score_threshold).abs() > margin;
     let matched = |d: &Detection, pool: &[Detection]| {
         pool.iter()
             .any(|g| g.batch == d.batch && g.class == d.class && iou(g, d) >= 0.9)

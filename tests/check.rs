@@ -332,7 +332,7 @@ fn yolox_preprocessing_matches_the_official_input() {
 
 fn small() -> (Model, std::path::PathBuf) {
     (
-        Model::load(common::fixtures().join("yolox_nano_128x160.onnx")).unwrap(),
+        Model::load(&common::fixtures().join("yolox_nano_128x160.onnx")).unwrap(),
         common::fixtures().join("ref/yolox_nano_128x160/input.npy"),
     )
 }
@@ -613,6 +613,10 @@ fn match_detections_requires_image_class_and_iou_for_scores_clear_of_the_thresho
     assert_eq!((m.considered, m.missing), (0, 0));
     let m = match_detections(&[], &near, 0.25);
     assert_eq!(m.extra, 0);
+    // a detection below the threshold should not be there at all
+    let below = [d(0, 1, 0.2, 0.0)];
+    assert_eq!(match_detections(&[], &below, 0.25).extra, 1);
+    assert_eq!(match_detections(&below, &below, 0.25).extra, 0);
     let above = [d(0, 1, 0.2515, 0.0)];
     assert_eq!(match_detections(&above, &[], 0.25).missing, 1);
     assert_eq!(match_detections(&[], &above, 0.25).extra, 1);
@@ -682,8 +686,8 @@ fn a_check_that_compares_nothing_is_not_proven_with_exit_3() {
 fn a_gold_yolo_original_at_another_size_leaves_check_not_proven() {
     // goldlike_640x640 bakes its size: it cannot run at 128x160, so steps 1 and 3 have nothing
     // to compare (same weights as goldlike_128x160)
-    let o = Model::load(common::fixtures().join("goldlike_640x640.onnx")).unwrap();
-    let mut m = Model::load(common::fixtures().join("goldlike_128x160.onnx")).unwrap();
+    let o = Model::load(&common::fixtures().join("goldlike_640x640.onnx")).unwrap();
+    let mut m = Model::load(&common::fixtures().join("goldlike_128x160.onnx")).unwrap();
     merge(&mut m, &MergeOptions::default()).unwrap();
     let r = check_models(
         &o,

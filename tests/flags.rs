@@ -15,6 +15,10 @@ fn fixture(name: &str) -> String {
     common::fixtures().join(name).display().to_string()
 }
 
+fn load(p: impl AsRef<std::path::Path>) -> Model {
+    Model::load(p.as_ref()).unwrap()
+}
+
 fn ok(args: &[&str]) -> String {
     let (code, stdout, err) = common::run(args);
     assert_eq!(code, 0, "{args:?}: {err}");
@@ -24,7 +28,7 @@ fn ok(args: &[&str]) -> String {
 /// pinto rows [batch, class, score, x1, y1, x2, y2] of `m` on the 128x160 reference input.
 fn pinto_rows(m: &str) -> Vec<[f32; 7]> {
     let x = read_npy_file(common::fixtures().join("ref/yolox_nano_128x160/input.npy")).unwrap();
-    let out = run_once(&Model::load(m).unwrap(), &[&x], &[]).unwrap();
+    let out = run_once(&load(&m), &[&x], &[]).unwrap();
     out[0]
         .1
         .to_f32()
@@ -52,7 +56,7 @@ fn merge_nms_flags_reach_the_graph_its_metadata_and_its_detections() {
         "--max-per-class",
         "2",
     ]);
-    let (layout, p) = merged_info(&Model::load(&tuned).unwrap()).unwrap();
+    let (layout, p) = merged_info(&load(&tuned)).unwrap();
     assert_eq!(layout, Layout::Pinto);
     assert_eq!(
         (
@@ -63,7 +67,7 @@ fn merge_nms_flags_reach_the_graph_its_metadata_and_its_detections() {
         ),
         (0.6, 0.3, 2, false)
     );
-    let r = recorded(&Model::load(&tuned).unwrap()).unwrap();
+    let r = recorded(&load(&tuned)).unwrap();
     assert_eq!(
         (r.score, r.iou, r.max_per_class),
         (Some(0.6), Some(0.3), Some(2))
@@ -86,7 +90,7 @@ fn merge_nms_flags_reach_the_graph_its_metadata_and_its_detections() {
         "--max-per-class",
         "3",
     ]);
-    let (_, p) = merged_info(&Model::load(&ag).unwrap()).unwrap();
+    let (_, p) = merged_info(&load(&ag)).unwrap();
     assert!(p.agnostic);
     assert!(pinto_rows(&ag).len() <= 3);
     // --max-det: K of the trt layout
@@ -101,10 +105,10 @@ fn merge_nms_flags_reach_the_graph_its_metadata_and_its_detections() {
         "--max-det",
         "5",
     ]);
-    let (layout, _) = merged_info(&Model::load(&trt).unwrap()).unwrap();
+    let (layout, _) = merged_info(&load(&trt)).unwrap();
     assert_eq!(layout, Layout::Trt { max_det: 5 });
     let x = read_npy_file(common::fixtures().join("ref/yolox_nano_128x160/input.npy")).unwrap();
-    let out = run_once(&Model::load(&trt).unwrap(), &[&x], &[]).unwrap();
+    let out = run_once(&load(&trt), &[&x], &[]).unwrap();
     let num = out.iter().find(|(n, _)| n == "num_dets").unwrap();
     assert_eq!(num.1.to_i64().unwrap(), vec![5]);
 }
@@ -126,7 +130,7 @@ fn merge_family_overrides_the_recognized_head() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v[0]["merge"]["family"], "gold-yolo", "{v}");
-    let m = Model::load(&out).unwrap();
+    let m = load(&out);
     assert_eq!(merged_info(&m).unwrap().0, Layout::PintoGoldYolo);
     let meta = m
         .proto
@@ -144,7 +148,7 @@ fn merge_family_overrides_the_recognized_head() {
         &out2,
     ]);
     assert_eq!(
-        merged_info(&Model::load(&out2).unwrap()).unwrap().0,
+        merged_info(&load(&out2)).unwrap().0,
         Layout::Pinto
     );
 }
@@ -161,10 +165,10 @@ fn in_place_rewrites_the_input_and_only_with_the_flag() {
     assert_eq!(common::file_hash(&p), before);
     ok(&["merge", &s, "-o", &s, "--in-place"]);
     assert_ne!(common::file_hash(&p), before);
-    assert!(merged_info(&Model::load(&p).unwrap()).is_ok());
+    assert!(merged_info(&load(&p)).is_ok());
     // set --in-place retunes that file
     ok(&["set", &s, "-o", &s, "--in-place", "--score", "0.7"]);
-    let (_, prm) = merged_info(&Model::load(&p).unwrap()).unwrap();
+    let (_, prm) = merged_info(&load(&p)).unwrap();
     assert_eq!(prm.score_threshold, 0.7);
 }
 
@@ -245,7 +249,7 @@ fn quant_prep_layout_and_thresholds_reach_the_output() {
             .len()
             > 0
     );
-    let (layout, p) = merged_info(&Model::load(&out).unwrap()).unwrap();
+    let (layout, p) = merged_info(&load(&out)).unwrap();
     assert_eq!(layout, Layout::Pinto);
     assert_eq!((p.score_threshold, p.max_per_class), (0.45, 4));
     assert!(std::path::Path::new(&out)
