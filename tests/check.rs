@@ -886,3 +886,62 @@ fn merge_check_that_proves_nothing_writes_nothing_and_exits_3() {
     );
     assert!(!out.exists());
 }
+
+#[test]
+fn letterbox_maps_input_boxes_back_through_pad_and_ratio() {
+    // the audit's MUT3b (pad ignored) survived every test: the mapping is checked here against
+    // hand-computed values, for a synthetic letterbox and for both families' real preprocessing
+    use postmerge::imageio::{preprocess, Letterbox};
+    let lb = Letterbox {
+        ratio: 0.5,
+        pad_x: 10.0,
+        pad_y: 20.0,
+        width: 100,
+        height: 100,
+    };
+    assert_eq!(
+        lb.to_photo([30.0, 40.0, 50.0, 60.0]),
+        [40.0, 40.0, 80.0, 80.0]
+    );
+    // clipped to the photo
+    assert_eq!(
+        lb.to_photo([0.0, 0.0, 500.0, 500.0]),
+        [0.0, 0.0, 100.0, 100.0]
+    );
+    let img = image::RgbImage::from_pixel(200, 100, image::Rgb([10, 20, 30]));
+    // Gold-YOLO: ratio 0.32, 64x32 centred in 64x64, 16 rows of padding above
+    let (_, lb) = preprocess(&img, postmerge::head::Family::GoldYolo, 64, 64).unwrap();
+    assert_eq!((lb.pad_x, lb.pad_y), (0.0, 16.0));
+    let close = |a: [f32; 4], b: [f32; 4]| a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-3);
+    let got = lb.to_photo([32.0, 32.0, 48.0, 40.0]);
+    assert!(close(got, [100.0, 50.0, 150.0, 75.0]), "{got:?}");
+    let got = lb.to_photo([0.0, 16.0, 64.0, 48.0]);
+    assert!(close(got, [0.0, 0.0, 200.0, 100.0]), "{got:?}");
+    // YOLOX: top-left, no padding
+    let (_, lb) = preprocess(&img, postmerge::head::Family::YoloxRaw, 64, 64).unwrap();
+    assert_eq!((lb.pad_x, lb.pad_y), (0.0, 0.0));
+    let got = lb.to_photo([32.0, 16.0, 48.0, 24.0]);
+    assert!(close(got, [100.0, 50.0, 150.0, 75.0]), "{got:?}");
+}
+
+#[test]
+fn compare_outputs_reports_a_missing_output_as_not_ok() {
+    // a problem without a differing row (output missing) must still fail the comparison
+    let t = postmerge::npy::Npy::new(
+        vec![1, 7],
+        postmerge::npy::NpyData::F32(vec![0.0, 1.0, 0.9, 1.0, 2.0, 3.0, 4.0]),
+    )
+    .unwrap();
+    let expected = [postmerge::postprocess::OutputTensor {
+        name: "batchno_classid_score_x1y1x2y2".into(),
+        tensor: t.clone(),
+    }];
+    let c = postmerge::check::compare_outputs(&Layout::Pinto, &expected, &[], Default::default())
+        .unwrap();
+    assert!(c.diffs.is_empty() && !c.problems.is_empty(), "{c:?}");
+    assert!(!c.ok());
+    let same = [("batchno_classid_score_x1y1x2y2".to_string(), t)];
+    let c = postmerge::check::compare_outputs(&Layout::Pinto, &expected, &same, Default::default())
+        .unwrap();
+    assert!(c.ok(), "{c:?}");
+}
