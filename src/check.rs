@@ -533,9 +533,12 @@ pub fn match_detections(
 ) -> DetectionMatch {
     let margin = 1e-3f32;
     let clear = |d: &Detection| (d.score - score_threshold).abs() > margin;
+    // identical boxes match even when degenerate (zero or negative width: IoU 0), which junk
+    // anchors of random-weight models produce
     let matched = |d: &Detection, pool: &[Detection]| {
-        pool.iter()
-            .any(|g| g.batch == d.batch && g.class == d.class && iou(g, d) >= 0.9)
+        pool.iter().any(|g| {
+            g.batch == d.batch && g.class == d.class && (g.bbox() == d.bbox() || iou(g, d) >= 0.9)
+        })
     };
     DetectionMatch {
         considered: reference.iter().filter(|d| clear(d)).count(),

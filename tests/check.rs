@@ -620,6 +620,17 @@ fn match_detections_requires_image_class_and_iou_for_scores_clear_of_the_thresho
     let above = [d(0, 1, 0.2515, 0.0)];
     assert_eq!(match_detections(&above, &[], 0.25).missing, 1);
     assert_eq!(match_detections(&[], &above, 0.25).extra, 1);
+    // a degenerate box (x2 < x1, IoU 0) matches its identical copy only
+    let flat = [Detection {
+        x2: -5.0,
+        ..d(0, 1, 0.9, 0.0)
+    }];
+    assert_eq!(match_detections(&flat, &flat, 0.25).missing, 0);
+    let other = [Detection {
+        x2: -6.0,
+        ..d(0, 1, 0.9, 0.0)
+    }];
+    assert_eq!(match_detections(&flat, &other, 0.25).missing, 1);
     // nothing compared
     let m = match_detections(&[], &[], 0.25);
     assert_eq!((m.considered, m.missing, m.extra), (0, 0, 0));
