@@ -196,8 +196,8 @@ use crate::graph::{constant, GraphIndex};
 use crate::head::{recognize, Family};
 use crate::model::Model;
 use crate::postprocess::{
-    decode, detections, detections_from_outputs, nms, render, Detection, HeadKind, HeadSpec,
-    NmsParams,
+    decode, detections, detections_from_outputs, nms, render, Decoded, Detection, HeadKind,
+    HeadSpec, NmsParams,
 };
 use crate::run::Runner;
 use crate::shape::{vi_shape, Dim};
@@ -211,7 +211,24 @@ pub enum CheckInput {
     Npy(PathBuf),
     /// A deterministic synthetic tensor.
     Synthetic,
+    /// The default: the scenes bundled with the tool ([`SCENES`]), then the synthetic tensor,
+    /// tried in that order; the first on which the reference selects a box clear of the score
+    /// threshold is used.
+    Scenes,
 }
+
+/// The scenes bundled with the tool for the default input (name, encoded image), in the order
+/// they are tried. `assets/check/README.md` says where they come from.
+pub const SCENES: [(&str, &[u8]); 2] = [
+    (
+        "dog_384x288.jpg",
+        include_bytes!("../assets/check/dog_384x288.jpg"),
+    ),
+    (
+        "shapes_128x160.png",
+        include_bytes!("../assets/check/shapes_128x160.png"),
+    ),
+];
 
 /// Options of `check`.
 #[derive(Debug, Clone)]
@@ -220,13 +237,63 @@ pub struct CheckOptions {
     pub tol: Tolerance,
 }
 
+/// NMS parameters the user asked for; step 3 compares against them. A `None` field means "what
+/// the merged model records" (its `postmerge.merge` metadata, else its NMS constants).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Requested {
+    pub score: Option<f32>,
+    pub iou: Option<f32>,
+    pub max_per_class: Option<usize>,
+    /// K of the fixed-size layouts (trt, ultralytics); ignored for the others.
+    pub max_det: Option<usize>,
+    pub agnostic: Option<bool>,
+}
+
 /// One step's outcome.
 #[derive(Debug, Clone, Serialize)]
 pub struct Step {
     pub name: String,
-    /// `None` = not run (see `detail`).
+    /// `Some(true)` passed, `Some(false)` failed, `None` = not proven: not run or nothing
+    /// compared (see `detail`).
     pub ok: Option<bool>,
+    /// What the step compared: head values, reference selections, detections.
+    pub compared: usize,
     pub detail: String,
+}
+
+/// Outcome of a whole check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Every step compared something real and agreed.
+    Passed,
+    /// A step found a difference.
+    Failed,
+    /// No step failed, but at least one compared nothing (or could not run): nothing is proven.
+    NotProven,
+}
+
+impl Status {
+    /// The process exit code of `check` / `merge --check`: 0 passed, 1 failed, 3 not proven.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Status::Passed => 0,
+            Status::Failed => 1,
+            Status::NotProven => 3,
+        }
+    }
+
+    /// The status of a list of steps: failed if one failed, else not proven if one is not
+    /// proven, else passed.
+    pub fn of(steps: &[Step]) -> Status {
+        if steps.iter().any(|s| s.ok == Some(false)) {
+            Status::Failed
+        } else if steps.is_empty() || steps.iter().any(|s| s.ok.is_none()) {
+            Status::NotProven
+        } else {
+            Status::Passed
+        }
+    }
 }
 
 /// The full report.
@@ -237,18 +304,26 @@ pub struct CheckReport {
     pub input: String,
     pub family: Family,
     pub layout: String,
+    /// NMS parameters the merged model records (step 2's reference uses them).
     pub params: String,
+    /// NMS parameters asked for (step 3's reference uses them).
+    pub requested: String,
     pub original_size: (i64, i64),
     pub merged_size: (i64, i64),
     pub steps: Vec<Step>,
     /// First differing rows of the exact step.
     pub diffs: Vec<RowDiff>,
+    /// Detections compared by step 3.
     pub detections: usize,
+    /// `status == Passed`.
     pub ok: bool,
+    pub status: Status,
     pub notes: Vec<String>,
 }
 
-/// Layout, NMS parameters and head output name of a merged model.
+/// Layout and NMS parameters of a merged model, as its graph computes them: the constants (or
+/// graph-input defaults) feeding its NonMaxSuppression, and whether the NMS is class-agnostic.
+/// For the `decoded` layout (no NMS) the parameters are the defaults.
 pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
     let g = merged.graph();
     let names: Vec<&str> = g.output.iter().map(|o| o.name()).collect();
@@ -304,28 +379,6 @@ pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
         params.max_per_class = val(2)? as usize;
         params.iou_threshold = val(3)? as f32;
         params.score_threshold = val(4)? as f32;
-        // what merge was asked for (recorded in metadata; `set` keeps it up to date) wins over the
-        // constants found in the graph: a constant that disagrees with it is a broken model
-        if let Some(meta) = merged
-            .proto
-            .metadata_props
-            .iter()
-            .find(|e| e.key() == "postmerge.merge")
-        {
-            for kv in meta.value().split(';') {
-                let Some((k, v)) = kv.trim().split_once('=') else {
-                    continue;
-                };
-                match k {
-                    "score" => params.score_threshold = v.parse().unwrap_or(params.score_threshold),
-                    "iou" => params.iou_threshold = v.parse().unwrap_or(params.iou_threshold),
-                    "max_per_class" => {
-                        params.max_per_class = v.parse().unwrap_or(params.max_per_class)
-                    }
-                    _ => {}
-                }
-            }
-        }
         // agnostic: the NMS scores are a ReduceMax over classes
         params.agnostic = ix
             .producer
@@ -337,6 +390,167 @@ pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
             .unwrap_or(false);
     }
     Ok((layout, params))
+}
+
+/// What `merge` recorded in the `postmerge.merge` metadata (`set` keeps it up to date).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Recorded {
+    pub score: Option<f32>,
+    pub iou: Option<f32>,
+    pub max_per_class: Option<usize>,
+    pub max_det: Option<usize>,
+    pub agnostic: Option<bool>,
+}
+
+/// The `postmerge.merge` metadata of a model, or `None` when it has none.
+pub fn recorded(m: &Model) -> Option<Recorded> {
+    let meta = m
+        .proto
+        .metadata_props
+        .iter()
+        .find(|e| e.key() == "postmerge.merge")?;
+    let mut r = Recorded::default();
+    for kv in meta.value().split(';') {
+        let Some((k, v)) = kv.trim().split_once('=') else {
+            continue;
+        };
+        match k {
+            "score" => r.score = v.parse().ok(),
+            "iou" => r.iou = v.parse().ok(),
+            "max_per_class" => r.max_per_class = v.parse().ok(),
+            "max_det" => r.max_det = v.parse().ok(),
+            "agnostic" => r.agnostic = v.parse().ok(),
+            _ => {}
+        }
+    }
+    Some(r)
+}
+
+/// Differences between the NMS parameters a merged graph computes with and the ones it records:
+/// one line per differing parameter (empty when they agree).
+pub fn constant_problems(layout: &Layout, graph: &NmsParams, rec: &Recorded) -> Vec<String> {
+    let mut p = Vec::new();
+    if *layout != Layout::Decoded {
+        let f = |name: &str, input: usize, g: f32, r: Option<f32>, p: &mut Vec<String>| {
+            if let Some(r) = r.filter(|&r| r != g) {
+                p.push(format!("NonMaxSuppression input {input} ({name}) is {g} in the graph; the model's postmerge.merge metadata records {r}"));
+            }
+        };
+        f(
+            "score_threshold",
+            4,
+            graph.score_threshold,
+            rec.score,
+            &mut p,
+        );
+        f("iou_threshold", 3, graph.iou_threshold, rec.iou, &mut p);
+        if let Some(r) = rec.max_per_class.filter(|&r| r != graph.max_per_class) {
+            p.push(format!("NonMaxSuppression input 2 (max_output_boxes_per_class) is {} in the graph; the model's postmerge.merge metadata records {r}", graph.max_per_class));
+        }
+        if let Some(r) = rec.agnostic.filter(|&r| r != graph.agnostic) {
+            p.push(format!(
+                "the graph's NMS is {}; the model's postmerge.merge metadata records agnostic={r}",
+                if graph.agnostic {
+                    "class-agnostic"
+                } else {
+                    "per class"
+                }
+            ));
+        }
+    }
+    if let (Layout::Trt { max_det: k } | Layout::Ultralytics { max_det: k }, Some(r)) =
+        (layout, rec.max_det)
+    {
+        if *k != r {
+            p.push(format!(
+                "the outputs hold K = {k} detections; the model's postmerge.merge metadata records max_det={r}"
+            ));
+        }
+    }
+    p
+}
+
+/// Differences between what was asked for and what the model records (one line each).
+pub fn request_problems(
+    layout: &Layout,
+    rec: &NmsParams,
+    req: &Requested,
+    recorded_k: Option<usize>,
+) -> Vec<String> {
+    let mut p = Vec::new();
+    let mut f = |name: &str, asked: Option<String>, has: String| {
+        if let Some(a) = asked.filter(|a| *a != has) {
+            p.push(format!("{name} {a} was asked for; the model has {has}"));
+        }
+    };
+    f(
+        "score",
+        req.score.map(|v| v.to_string()),
+        rec.score_threshold.to_string(),
+    );
+    f(
+        "IoU",
+        req.iou.map(|v| v.to_string()),
+        rec.iou_threshold.to_string(),
+    );
+    f(
+        "max-per-class",
+        req.max_per_class.map(|v| v.to_string()),
+        rec.max_per_class.to_string(),
+    );
+    if *layout != Layout::Decoded {
+        f(
+            "agnostic",
+            req.agnostic.map(|v| v.to_string()),
+            rec.agnostic.to_string(),
+        );
+    }
+    if let Some(k) = recorded_k {
+        f("max-det", req.max_det.map(|v| v.to_string()), k.to_string());
+    }
+    p
+}
+
+/// Step 3's comparison of two detection sets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DetectionMatch {
+    /// Reference detections clear of the threshold (score more than 1e-3 away from it).
+    pub considered: usize,
+    /// Of those, how many have no detection of the same image and class with IoU >= 0.9.
+    pub missing: usize,
+    /// Detections of `got` clear of the threshold with no such reference detection.
+    pub extra: usize,
+}
+
+/// Matches detections by image, class and IoU >= 0.9. Two runs may differ in the last bits, so
+/// scores within 1e-3 of the threshold are not compared; every other detection of `got` (also one
+/// below the threshold, which should not be there at all) needs a reference partner, and every
+/// reference detection above the threshold a partner in `got`.
+pub fn match_detections(
+    reference: &[Detection],
+    got: &[Detection],
+    score_threshold: f32,
+) -> DetectionMatch {
+    let margin = 1e-3f32;
+    let clear = |d: &Detection| (d.score - score_threshold).abs() > margin;
+    // identical boxes match even when degenerate (zero or negative width: IoU 0), which junk
+    // anchors of random-weight models produce
+    let matched = |d: &Detection, pool: &[Detection]| {
+        pool.iter().any(|g| {
+            g.batch == d.batch && g.class == d.class && (g.bbox() == d.bbox() || iou(g, d) >= 0.9)
+        })
+    };
+    DetectionMatch {
+        considered: reference.iter().filter(|d| clear(d)).count(),
+        missing: reference
+            .iter()
+            .filter(|d| clear(d) && !matched(d, got))
+            .count(),
+        extra: got
+            .iter()
+            .filter(|d| clear(d) && !matched(d, reference))
+            .count(),
+    }
 }
 
 /// Largest input tensor `check` builds (bytes).
@@ -398,8 +612,93 @@ fn iou(a: &Detection, b: &Detection) -> f32 {
     }
 }
 
-/// Run `check`: original vs merged, in three steps (SPEC §5).
+fn preprocessing(family: Family) -> &'static str {
+    if family == Family::GoldYolo {
+        "RGB /255, centred letterbox"
+    } else {
+        "BGR 0..255, top-left letterbox"
+    }
+}
+
+/// The candidate inputs of `opts.input`, in the order they are tried (one unless `Scenes`).
+fn candidates(
+    input: &CheckInput,
+    family: Family,
+    batch: usize,
+    mh: i64,
+    mw: i64,
+) -> Result<Vec<(Npy, String)>> {
+    let photo = |img: &image::RgbImage| -> Result<Npy> {
+        let (t, _) = crate::imageio::preprocess(img, family, mh as u32, mw as u32)?;
+        if batch > 1 {
+            repeat_batch(&t, batch)
+        } else {
+            Ok(t)
+        }
+    };
+    let synthetic = || -> Result<(Npy, String)> {
+        Ok((
+            crate::imageio::synthetic(family, batch, mh as usize, mw as usize)?,
+            "deterministic synthetic tensor".to_string(),
+        ))
+    };
+    Ok(match input {
+        CheckInput::Npy(p) => {
+            let n = crate::npy::read_npy_file(p)?;
+            if n.shape.len() != 4 || n.shape[2] as i64 != mh || n.shape[3] as i64 != mw {
+                bail!(
+                    "input `{}` has shape {:?}; the merged model takes [B,3,{mh},{mw}]",
+                    p.display(),
+                    n.shape
+                );
+            }
+            vec![(n, format!("tensor {}", p.display()))]
+        }
+        CheckInput::Image(p) => {
+            let img = crate::imageio::load_image(p)?;
+            vec![(
+                photo(&img)?,
+                format!(
+                    "image {} ({} preprocessing)",
+                    p.display(),
+                    preprocessing(family)
+                ),
+            )]
+        }
+        CheckInput::Synthetic => vec![synthetic()?],
+        CheckInput::Scenes => {
+            let mut v = Vec::new();
+            for (name, bytes) in SCENES {
+                let img = image::load_from_memory(bytes)
+                    .with_context(|| format!("cannot decode the bundled scene `{name}`"))?
+                    .to_rgb8();
+                v.push((
+                    photo(&img)?,
+                    format!(
+                        "bundled scene {name} ({} preprocessing)",
+                        preprocessing(family)
+                    ),
+                ));
+            }
+            v.push(synthetic()?);
+            v
+        }
+    })
+}
+
+/// Run `check` with the parameters the merged model records (see [`check_against`]).
 pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Result<CheckReport> {
+    check_against(original, merged, opts, &Requested::default())
+}
+
+/// Run `check`: original vs merged, in three steps (SPEC §5), step 3 against the NMS parameters
+/// `req` asks for.
+pub fn check_against(
+    original: &Model,
+    merged: &Model,
+    opts: &CheckOptions,
+    req: &Requested,
+) -> Result<CheckReport> {
     crate::shape::validate_structure(original)
         .with_context(|| format!("ORIGINAL `{}` is not a valid model", original.source))?;
     crate::shape::validate_structure(merged)
@@ -416,7 +715,7 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         .output
         .clone()
         .ok_or_else(|| anyhow::anyhow!("original has no head output"))?;
-    let (layout, params) = merged_info(merged)?;
+    let (layout, graph_params) = merged_info(merged)?;
     let (mb, mh, mw) = hw(merged)?;
     crate::shape::validate_nodes(original)
         .with_context(|| format!("ORIGINAL `{}` is not a valid model", original.source))?;
@@ -425,44 +724,36 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
     let (oh, ow) = (head.height.unwrap_or(0), head.width.unwrap_or(0));
     let batch = mb.known().unwrap_or(1) as usize;
     let mut notes = Vec::new();
-    let (input, input_desc) = match &opts.input {
-        CheckInput::Npy(p) => {
-            let n = crate::npy::read_npy_file(p)?;
-            if n.shape.len() != 4 || n.shape[2] as i64 != mh || n.shape[3] as i64 != mw {
-                bail!(
-                    "input `{}` has shape {:?}; the merged model takes [B,3,{mh},{mw}]",
-                    p.display(),
-                    n.shape
-                );
-            }
-            (n, format!("tensor {}", p.display()))
-        }
-        CheckInput::Image(p) => {
-            let img = crate::imageio::load_image(p)?;
-            let (t, _) = crate::imageio::preprocess(&img, head.family, mh as u32, mw as u32)?;
-            let t = if batch > 1 {
-                repeat_batch(&t, batch)?
-            } else {
-                t
-            };
-            (
-                t,
-                format!(
-                    "image {} ({} preprocessing)",
-                    p.display(),
-                    if head.family == Family::GoldYolo {
-                        "RGB /255, centred letterbox"
-                    } else {
-                        "BGR 0..255, top-left letterbox"
-                    }
-                ),
-            )
-        }
-        CheckInput::Synthetic => (
-            crate::imageio::synthetic(head.family, batch, mh as usize, mw as usize)?,
-            "deterministic synthetic tensor".to_string(),
-        ),
+    // the parameters: what the graph computes with, what it records, what was asked for
+    let rec = recorded(merged);
+    if rec.is_none() {
+        notes.push("the merged model has no postmerge.merge metadata: its NMS constants are taken as what it records".into());
+    }
+    let rec_or_default = rec.clone().unwrap_or_default();
+    let recorded_params = NmsParams {
+        score_threshold: rec_or_default.score.unwrap_or(graph_params.score_threshold),
+        iou_threshold: rec_or_default.iou.unwrap_or(graph_params.iou_threshold),
+        max_per_class: rec_or_default
+            .max_per_class
+            .unwrap_or(graph_params.max_per_class),
+        agnostic: rec_or_default.agnostic.unwrap_or(graph_params.agnostic),
     };
+    let layout_k = match layout {
+        Layout::Trt { max_det } | Layout::Ultralytics { max_det } => Some(max_det),
+        _ => None,
+    };
+    let const_problems = match &rec {
+        Some(r) => constant_problems(&layout, &graph_params, r),
+        None => Vec::new(),
+    };
+    let req_problems = request_problems(&layout, &recorded_params, req, layout_k);
+    let wanted = NmsParams {
+        score_threshold: req.score.unwrap_or(recorded_params.score_threshold),
+        iou_threshold: req.iou.unwrap_or(recorded_params.iou_threshold),
+        max_per_class: req.max_per_class.unwrap_or(recorded_params.max_per_class),
+        agnostic: req.agnostic.unwrap_or(recorded_params.agnostic),
+    };
+    let wanted_k = layout_k.map(|k| req.max_det.unwrap_or(k));
     let spec = HeadSpec {
         kind: family_kind(head.family),
         num_classes: head.num_classes.unwrap_or(0),
@@ -470,66 +761,13 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         input_h: mh as usize,
         input_w: mw as usize,
     };
-    // merged, with its head tensor exposed
-    let mrun = Runner::new(merged, &[&input], &[&head_out])?;
-    if mrun.fallback {
-        notes.push("tract could not type the merged model and ran it un-typed".into());
-    }
-    let mouts = mrun.run(&[&input])?;
-    let Some((_, mhead)) = mouts.iter().find(|(n, _)| *n == head_out) else {
-        bail!("the merged model has no tensor `{head_out}` (the original's head output)")
-    };
-    let n_boxes = mhead.shape.get(1).copied().unwrap_or(0);
-    let mut steps = Vec::new();
-    // step 1: original head output vs the head tensor inside the merged model
-    let orig_raw = if (oh, ow) == (mh, mw) || head.family == Family::YoloxRaw {
-        match Runner::new(original, &[&input], &[]).and_then(|r| r.run(&[&input])) {
-            Ok(o) => o.into_iter().find(|(n, _)| *n == head_out).map(|(_, t)| t),
-            Err(e) => {
-                notes.push(format!("the original cannot run at {mh}x{mw}: {e:#}"));
-                None
-            }
-        }
-    } else {
-        notes.push(format!("the original ({oh}x{ow}) bakes constants of its size and cannot run at {mh}x{mw}: steps 1 and 3 need a native export at that size"));
-        None
-    };
-    match &orig_raw {
-        Some(o) if o.shape == mhead.shape => {
-            let (a, b) = (o.to_f32(), mhead.to_f32());
-            let range = a
-                .iter()
-                .filter(|x| x.is_finite())
-                .fold(0f32, |m, &x| m.max(x.abs()));
-            let maxd = a
-                .iter()
-                .zip(&b)
-                .filter(|(x, y)| x.is_finite() && y.is_finite())
-                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-            let rel = if range > 0.0 { maxd / range } else { maxd };
-            steps.push(Step { name: "head".into(), ok: Some(rel <= 1e-4), detail: format!("original head `{head_out}` vs the same tensor in the merged model: max |d| {maxd:.3e} (range {range:.3e}, relative {rel:.1e}, tolerance 1e-4)") });
-        }
-        Some(o) => steps.push(Step {
-            name: "head".into(),
-            ok: Some(false),
-            detail: format!(
-                "head shapes differ: original {:?}, merged {:?}",
-                o.shape, mhead.shape
-            ),
-        }),
-        None => steps.push(Step {
-            name: "head".into(),
-            ok: None,
-            detail: "not run: the original cannot run at the merged model's size".into(),
-        }),
-    }
     // boxes normalized to [0, 1] (merge --quant-prep): the reference scales its boxes the same way
     let normalized = merged
         .proto
         .metadata_props
         .iter()
         .any(|e| e.key() == "postmerge.merge" && e.value().contains("boxes=normalized"));
-    let norm = |mut d: crate::postprocess::Decoded| {
+    let norm = |mut d: Decoded| {
         if normalized {
             for b in d.boxes.chunks_mut(4) {
                 b[0] /= mw as f32;
@@ -539,6 +777,132 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
             }
         }
         d
+    };
+    let decode_head = |t: &Npy| -> Result<Decoded> {
+        Ok(norm(decode(
+            &t.to_f32(),
+            t.shape.first().copied().unwrap_or(0),
+            t.shape.get(1).copied().unwrap_or(0),
+            &spec,
+        )?))
+    };
+    // the input: the first candidate on which the reference selects a box clear of the threshold
+    let cands = candidates(&opts.input, head.family, batch, mh, mw)?;
+    let mrun = Runner::new(merged, &[&cands[0].0], &[&head_out])?;
+    if mrun.fallback {
+        notes.push("tract could not type the merged model and ran it un-typed".into());
+    }
+    let mut chosen: Option<(usize, Vec<(String, Npy)>)> = None;
+    let mut first: Option<Vec<(String, Npy)>> = None;
+    for (i, (x, _)) in cands.iter().enumerate() {
+        let outs = mrun.run(&[x])?;
+        if cands.len() == 1 {
+            chosen = Some((i, outs));
+            break;
+        }
+        let Some((_, t)) = outs.iter().find(|(n, _)| *n == head_out) else {
+            bail!("the merged model has no tensor `{head_out}` (the original's head output)")
+        };
+        let d = decode_head(t)?;
+        let selects = !nms(&d, &recorded_params)?.is_empty()
+            && detections(&d, &nms(&d, &wanted)?)?
+                .iter()
+                .any(|x| x.score > wanted.score_threshold + 1e-3);
+        if selects {
+            chosen = Some((i, outs));
+            break;
+        }
+        if first.is_none() {
+            first = Some(outs);
+        }
+    }
+    let (ci, mouts) = match (chosen, first) {
+        (Some(c), _) => c,
+        (None, Some(f)) => {
+            notes.push(format!("on none of the {} default inputs (bundled scenes, synthetic tensor) does the reference select a box: nothing can be proven; pass --image with a photo on which the model detects something", cands.len()));
+            (0, f)
+        }
+        (None, None) => bail!("no input to check with"),
+    };
+    if matches!(opts.input, CheckInput::Scenes) && ci > 0 {
+        notes.push(format!(
+            "default input: {}, the first of {} on which the reference selects boxes (tried before it: {})",
+            cands[ci].1,
+            cands.len(),
+            cands[..ci].iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    let (input, input_desc) = (&cands[ci].0, cands[ci].1.clone());
+    let Some((_, mhead)) = mouts.iter().find(|(n, _)| *n == head_out) else {
+        bail!("the merged model has no tensor `{head_out}` (the original's head output)")
+    };
+    let mut steps = Vec::new();
+    // step 1: original head output vs the head tensor inside the merged model
+    let orig_raw = if (oh, ow) == (mh, mw) || head.family == Family::YoloxRaw {
+        match Runner::new(original, &[input], &[]).and_then(|r| r.run(&[input])) {
+            Ok(o) => o.into_iter().find(|(n, _)| *n == head_out).map(|(_, t)| t),
+            Err(e) => {
+                notes.push(format!("the original cannot run at {mh}x{mw}: {e:#}"));
+                None
+            }
+        }
+    } else {
+        notes.push(format!("the original ({oh}x{ow}) bakes constants of its size and cannot run at {mh}x{mw}: steps 1 and 3 need a native export at that size (or `merge --size {mh}x{mw} --check`, which checks against the re-specialized original)"));
+        None
+    };
+    match &orig_raw {
+        Some(o) if o.shape == mhead.shape => {
+            let (a, b) = (o.to_f32(), mhead.to_f32());
+            let range = a
+                .iter()
+                .filter(|x| x.is_finite())
+                .fold(0f32, |m, &x| m.max(x.abs()));
+            let finite = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .count();
+            // a value finite on one side only is a difference
+            let one_sided = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| x.is_finite() != y.is_finite())
+                .count();
+            let maxd = a
+                .iter()
+                .zip(&b)
+                .filter(|(x, y)| x.is_finite() && y.is_finite())
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            let rel = if range > 0.0 { maxd / range } else { maxd };
+            let ok = if one_sided > 0 {
+                Some(false)
+            } else if finite == 0 {
+                None
+            } else {
+                Some(rel <= 1e-4)
+            };
+            steps.push(Step {
+                name: "head".into(),
+                ok,
+                compared: finite,
+                detail: format!("original head `{head_out}` vs the same tensor in the merged model: {finite} values, max |d| {maxd:.3e} (range {range:.3e}, relative {rel:.1e}, tolerance 1e-4){}", if one_sided > 0 { format!("; {one_sided} values finite on one side only") } else { String::new() }),
+            });
+        }
+        Some(o) => steps.push(Step {
+            name: "head".into(),
+            ok: Some(false),
+            compared: 0,
+            detail: format!(
+                "head shapes differ: original {:?}, merged {:?}",
+                o.shape, mhead.shape
+            ),
+        }),
+        None => steps.push(Step {
+            name: "head".into(),
+            ok: None,
+            compared: 0,
+            detail: "not proven: the original cannot run at the merged model's size".into(),
+        }),
     };
     let tol = if normalized {
         Tolerance {
@@ -553,82 +917,119 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
             "boxes are normalized to [0, 1] by {mw}x{mh} (WxH); box errors are in those units"
         ));
     }
-    // step 2: the appended post-process on identical pre-NMS tensors vs the reference
-    let dec = norm(decode(&mhead.to_f32(), mhead.shape[0], n_boxes, &spec)?);
-    let sel = nms(&dec, &params)?;
+    // step 2: the appended post-process on identical pre-NMS tensors vs the reference, with the
+    // parameters the model records (its NMS constants must equal them)
+    let dec = decode_head(mhead)?;
+    let step2_params = if layout == Layout::Decoded {
+        wanted
+    } else {
+        recorded_params
+    };
+    let sel = nms(&dec, &step2_params)?;
     let expected = render(&layout, &dec, &sel)?;
     let cmp = compare_outputs(&layout, &expected, &mouts, tol)?;
-    let step2_ok = cmp.ok();
+    let mut problems = const_problems.clone();
+    problems.extend(cmp.problems.iter().cloned());
+    let step2_ok = if !const_problems.is_empty() || !cmp.ok() {
+        Some(false)
+    } else if sel.is_empty() {
+        None
+    } else {
+        Some(true)
+    };
     steps.push(Step {
         name: "post-process".into(),
-        ok: Some(step2_ok),
+        ok: step2_ok,
+        compared: sel.len(),
         detail: format!(
-            "appended post-process vs the Rust reference on the same head tensor: {} selections; max box error {:.2e} px, max score error {:.2e}{}",
+            "appended post-process vs the Rust reference on the same head tensor: {} selections{}; max box error {:.2e} px, max score error {:.2e}{}{}",
             sel.len(),
+            if layout == Layout::Decoded { " (reference NMS, to prove the input exercises the scores)" } else { "" },
             cmp.max_box_err,
             cmp.max_score_err,
-            if cmp.problems.is_empty() { String::new() } else { format!("; {}", cmp.problems.join("; ")) }
+            if problems.is_empty() { String::new() } else { format!("; {}", problems.join("; ")) },
+            if step2_ok.is_none() { "; not proven: the reference selects no box on this input" } else { "" },
         ),
     });
-    // step 3: final detections vs the reference on the original's output (clear of ties/threshold)
-    let ndets = if layout == Layout::Decoded {
-        0
-    } else {
-        sel.len()
-    };
-    if let (Some(o), true) = (&orig_raw, layout != Layout::Decoded) {
-        let odec = norm(decode(&o.to_f32(), o.shape[0], n_boxes, &spec)?);
-        let rsel = nms(&odec, &params)?;
-        let refd = detections(&odec, &rsel)?;
-        let outs: Vec<OutputTensor> = mouts
-            .iter()
-            .filter(|(n, _)| layout.output_names().contains(&n.as_str()))
-            .map(|(n, t)| OutputTensor {
-                name: n.clone(),
-                tensor: t.clone(),
-            })
-            .collect();
-        let mut got = detections_from_outputs(&layout, &outs)?;
-        let mut refd = refd;
-        if let Layout::Trt { max_det } | Layout::Ultralytics { max_det } = layout {
-            // the fixed-K layouts keep the K best per image
-            refd = top_k(&refd, batch.max(1), max_det);
-            got = top_k(&got, batch.max(1), max_det);
-        }
-        let margin = 1e-3f32;
-        let clear = |d: &Detection| d.score > params.score_threshold + margin;
-        let unmatched_ref = refd
-            .iter()
-            .filter(|d| clear(d))
-            .filter(|d| {
-                !got.iter()
-                    .any(|g| g.batch == d.batch && g.class == d.class && iou(g, d) >= 0.9)
-            })
-            .count();
-        let unmatched_got = got
-            .iter()
-            .filter(|d| clear(d))
-            .filter(|d| {
-                !refd
+    // step 3: final detections vs the reference on the original's output, with the requested
+    // parameters
+    let mut ndets = 0;
+    if let Some(o) = &orig_raw {
+        let odec = decode_head(o)?;
+        let mut refd = detections(&odec, &nms(&odec, &wanted)?)?;
+        let got = if layout == Layout::Decoded {
+            // no NMS in the model: the reference NMS on its decoded outputs
+            let find = |n: &str| {
+                mouts
                     .iter()
-                    .any(|g| g.batch == d.batch && g.class == d.class && iou(g, d) >= 0.9)
-            })
-            .count();
-        let considered = refd.iter().filter(|d| clear(d)).count();
+                    .find(|(k, _)| k == n)
+                    .map(|(_, t)| t)
+                    .ok_or_else(|| anyhow::anyhow!("the merged model has no output `{n}`"))
+            };
+            let (bx, sc) = (find("boxes")?, find("scores")?);
+            let d = Decoded::from_boxes_scores(
+                bx.shape.first().copied().unwrap_or(0),
+                bx.shape.get(1).copied().unwrap_or(0),
+                sc.shape.get(2).copied().unwrap_or(0),
+                bx.to_f32(),
+                sc.to_f32(),
+            )?;
+            detections(&d, &nms(&d, &wanted)?)?
+        } else {
+            let outs: Vec<OutputTensor> = mouts
+                .iter()
+                .filter(|(n, _)| layout.output_names().contains(&n.as_str()))
+                .map(|(n, t)| OutputTensor {
+                    name: n.clone(),
+                    tensor: t.clone(),
+                })
+                .collect();
+            detections_from_outputs(&layout, &outs)?
+        };
+        if let Some(k) = wanted_k {
+            // the fixed-K layouts keep the K best per image
+            refd = top_k(&refd, batch.max(1), k);
+        }
+        let m = match_detections(&refd, &got, wanted.score_threshold);
+        ndets = m.considered;
+        let ok = if !req_problems.is_empty() || m.missing > 0 || m.extra > 0 {
+            Some(false)
+        } else if m.considered == 0 {
+            None
+        } else {
+            Some(true)
+        };
         steps.push(Step {
             name: "detections".into(),
-            ok: Some(unmatched_ref == 0 && unmatched_got == 0),
-            detail: format!("merged detections vs the reference on the original's head output: {considered} clear of the threshold, {unmatched_ref} missing, {unmatched_got} extra (matched by class and IoU >= 0.9)"),
+            ok,
+            compared: m.considered,
+            detail: format!(
+                "merged detections vs the reference on the original's head output{}: {} clear of the threshold, {} missing, {} extra (matched by class and IoU >= 0.9){}{}",
+                if layout == Layout::Decoded { " (reference NMS on both)" } else { "" },
+                m.considered,
+                m.missing,
+                m.extra,
+                if req_problems.is_empty() { String::new() } else { format!("; {}", req_problems.join("; ")) },
+                if ok.is_none() { "; not proven: no reference detection on this input" } else { "" },
+            ),
         });
     } else {
         steps.push(Step {
             name: "detections".into(),
-            ok: None,
-            detail: if layout == Layout::Decoded {
-                "not run: the decoded layout has no NMS".into()
+            ok: if req_problems.is_empty() {
+                None
             } else {
-                "not run: no original output at this size".into()
+                Some(false)
             },
+            compared: 0,
+            detail: format!(
+                "not proven: no original output at this size{}",
+                if req_problems.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", req_problems.join("; "))
+                }
+            ),
         });
     }
     crate::nonfinite::taint_steps(
@@ -639,26 +1040,32 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         &mouts,
         &head_out,
     );
-    let ok = steps.iter().all(|s| s.ok != Some(false));
+    let status = Status::of(&steps);
+    let fmt_params = |p: &NmsParams, k: Option<usize>| {
+        format!(
+            "score > {}, IoU > {}, {} per class{}{}",
+            p.score_threshold,
+            p.iou_threshold,
+            p.max_per_class,
+            if p.agnostic { ", agnostic" } else { "" },
+            k.map(|k| format!(", max-det {k}")).unwrap_or_default()
+        )
+    };
     Ok(CheckReport {
         original: original.source.clone(),
         merged: merged.source.clone(),
         input: input_desc,
         family: head.family,
         layout: layout.name().into(),
-        params: format!(
-            "score > {}, IoU > {}, {} per class{}",
-            params.score_threshold,
-            params.iou_threshold,
-            params.max_per_class,
-            if params.agnostic { ", agnostic" } else { "" }
-        ),
+        params: fmt_params(&recorded_params, layout_k),
+        requested: fmt_params(&wanted, wanted_k),
         original_size: (oh, ow),
         merged_size: (mh, mw),
         steps,
         diffs: cmp.diffs,
         detections: ndets,
-        ok,
+        ok: status == Status::Passed,
+        status,
         notes,
     })
 }
@@ -706,12 +1113,15 @@ pub fn render_report(r: &CheckReport) -> String {
         "merged:   {} (layout {}, {}x{}, {})",
         r.merged, r.layout, r.merged_size.0, r.merged_size.1, r.params
     );
+    if r.requested != r.params {
+        let _ = writeln!(s, "asked:    {}", r.requested);
+    }
     let _ = writeln!(s, "input:    {}", r.input);
     for st in &r.steps {
         let tag = match st.ok {
             Some(true) => "ok  ",
             Some(false) => "FAIL",
-            None => "skip",
+            None => "NOT PROVEN",
         };
         let _ = writeln!(s, "[{tag}] {}: {}", st.name, st.detail);
     }
@@ -743,10 +1153,18 @@ pub fn render_report(r: &CheckReport) -> String {
     let _ = writeln!(
         s,
         "{}",
-        if r.ok {
-            format!("check passed ({} detections)", r.detections)
-        } else {
-            "check FAILED".to_string()
+        match r.status {
+            Status::Passed => format!("check passed ({} detections)", r.detections),
+            Status::Failed => "check FAILED".to_string(),
+            Status::NotProven => format!(
+                "check NOT PROVEN: {} compared nothing on this input (exit code 3)",
+                r.steps
+                    .iter()
+                    .filter(|s| s.ok.is_none())
+                    .map(|s| s.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
         }
     );
     s

@@ -1,5 +1,6 @@
 //! The `postmerge` command line: parses arguments, calls the library, renders results.
-//! Exit codes: 0 ok, 1 check mismatch, 2 error, 130 interrupted (SIGINT/SIGTERM/SIGHUP).
+//! Exit codes: 0 ok, 1 check mismatch, 2 error, 3 check not proven (a step compared nothing),
+//! 130 interrupted (SIGINT/SIGTERM/SIGHUP).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -17,7 +18,7 @@ use postmerge::model::Model;
     long_about = "postmerge reads a freshly exported YOLOX or Gold-YOLO (YOLOv6-family) ONNX model and \
                   inspects it, diffs it, appends post-processing (decode + score threshold + NMS), \
                   re-specializes its input resolution and checks every result by running it with tract.",
-    after_help = "Examples:\n  postmerge inspect yolox_nano.onnx\n  postmerge diff a.onnx b.onnx --json\n\nExit codes: 0 ok, 1 check mismatch, 2 error, 130 interrupted (temp files removed)."
+    after_help = "Examples:\n  postmerge inspect yolox_nano.onnx\n  postmerge diff a.onnx b.onnx --json\n\nExit codes: 0 ok, 1 check mismatch, 2 error, 3 check not proven (a step of `check` / `merge --check`\ncompared nothing: no box selected on the input), 130 interrupted (temp files removed)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -102,10 +103,13 @@ enum Cmd {
         /// listed in OUTPUT.nodes_to_exclude.json (see `quant-prep`)
         #[arg(long)]
         quant_prep: bool,
-        /// After writing, check the result with tract against the Rust reference (exit 1 on mismatch)
+        /// Before writing, check the result with tract against the Rust reference and the requested
+        /// --score/--iou/--max-per-class/--max-det/--agnostic (exit 1 on mismatch, 3 if nothing was
+        /// compared; no output is written then)
         #[arg(long)]
         check: bool,
-        /// Photo for --check (default: a deterministic synthetic input)
+        /// Photo for --check (default: the bundled scenes, then a synthetic tensor; the first on
+        /// which the reference selects boxes)
         #[arg(long, requires = "check")]
         image: Option<PathBuf>,
     },
@@ -131,7 +135,13 @@ enum Cmd {
     },
     /// Prove a merged model by running it and the original with tract on the same input.
     #[command(
-        after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nExit codes: 0 equal, 1 mismatch, 2 error."
+        after_help = "Examples:\n  postmerge check yolox_nano.onnx yolox_nano_post.onnx\n  postmerge check gold_yolo_n.onnx merged.onnx --image photo.jpg --json\n\nSteps: (1) original head output vs the same tensor inside MERGED (relative tolerance 1e-4);\n(2) MERGED's appended post-process vs the Rust reference on identical pre-NMS tensors\n(boxes <= 1e-3 px, scores <= 1e-5); (3) final detections vs the reference on the original's\noutput, matched by class and IoU >= 0.9 for scores clear of the threshold.\nEvery step must compare something real: a step that compares nothing (no box selected on the
+input, or the original cannot run at MERGED's size) is NOT PROVEN and check exits 3.
+Default input: the bundled scenes (a photo, a shapes scene), then a synthetic tensor; the first on
+which the reference selects boxes. Step 3 uses --score/--iou/--max-per-class/--max-det (default:
+what MERGED records); step 2 also requires MERGED's NMS constants to equal what it records.
+  postmerge check model.onnx post.onnx --score 0.3 --iou 0.5   # was post.onnx merged like this?
+Exit codes: 0 equal, 1 mismatch, 2 error, 3 not proven (nothing compared)."
     )]
     Check {
         /// The un-merged export
@@ -144,6 +154,18 @@ enum Cmd {
         /// A .npy input tensor [B,3,H,W]
         #[arg(long)]
         input: Option<PathBuf>,
+        /// Score threshold MERGED should have (default: the one it records)
+        #[arg(long)]
+        score: Option<f32>,
+        /// IoU threshold MERGED should have (default: the one it records)
+        #[arg(long)]
+        iou: Option<f32>,
+        /// Detections per class MERGED should keep (default: what it records)
+        #[arg(long)]
+        max_per_class: Option<usize>,
+        /// K of the trt / ultralytics layouts MERGED should have (default: its outputs' K)
+        #[arg(long)]
+        max_det: Option<usize>,
         /// Print JSON
         #[arg(long)]
         json: bool,
@@ -389,7 +411,7 @@ fn run_jobs<F>(
     jobs: Vec<Job>,
     json: bool,
     then: F,
-    check: bool,
+    check: Option<postmerge::check::Requested>,
     image: Option<PathBuf>,
 ) -> Result<ExitCode>
 where
@@ -445,7 +467,11 @@ where
                         })?;
                         report.insert("resize".into(), serde_json::to_value(&rep)?);
                     }
-                    let original = if check { Some(m.clone()) } else { None };
+                    let original = if check.is_some() {
+                        Some(m.clone())
+                    } else {
+                        None
+                    };
                     let out = then(&mut m)
                         .with_context(|| format!("cannot process `{}`", input.display()))?;
                     if let serde_json::Value::Object(extra) = out.report {
@@ -466,27 +492,34 @@ where
                         written.source = job.output.display().to_string();
                         let inp = match &image {
                             Some(p) => postmerge::check::CheckInput::Image(p.clone()),
-                            None => postmerge::check::CheckInput::Synthetic,
+                            None => postmerge::check::CheckInput::Scenes,
                         };
-                        let r = postmerge::check::check_models(
+                        let r = postmerge::check::check_against(
                             &o,
                             &written,
                             &postmerge::check::CheckOptions {
                                 input: inp,
                                 tol: Default::default(),
                             },
+                            &check.unwrap_or_default(),
                         )?;
                         report.insert("check".into(), serde_json::to_value(&r)?);
                         report.insert(
                             "check_text".into(),
                             postmerge::check::render_report(&r).into(),
                         );
-                        if !r.ok {
-                            anyhow::bail!(
+                        match r.status {
+                            postmerge::check::Status::Passed => {}
+                            postmerge::check::Status::Failed => anyhow::bail!(
                                 "check FAILED for `{}`:\n{}",
                                 job.output.display(),
                                 postmerge::check::render_report(&r)
-                            );
+                            ),
+                            postmerge::check::Status::NotProven => anyhow::bail!(
+                                "check NOT PROVEN for `{}`:\n{}",
+                                job.output.display(),
+                                postmerge::check::render_report(&r)
+                            ),
                         }
                     }
                     Ok((serde_json::Value::Object(report), staged))
@@ -522,11 +555,17 @@ where
     }
     if !failed.is_empty() {
         drop(staged); // deletes every temp file: no output of this run appears
-        let is_check = |e: &anyhow::Error| e.to_string().starts_with("check FAILED");
+        let is_check = |e: &anyhow::Error| {
+            let e = e.to_string();
+            e.starts_with("check FAILED") || e.starts_with("check NOT PROVEN")
+        };
         if total == 1 && !is_check(&failed[0].1) {
             return Err(failed.remove(0).1);
         }
         let check_failed = failed.iter().any(|(_, e)| is_check(e));
+        let only_not_proven = failed
+            .iter()
+            .all(|(_, e)| e.to_string().starts_with("check NOT PROVEN"));
         let failed: Vec<String> = failed
             .into_iter()
             .map(|(i, e)| format!("{}: {}", jobs[i].output.display(), render_error(&e)))
@@ -539,7 +578,11 @@ where
         };
         if check_failed {
             eprintln!("{msg}\n{nothing}");
-            return Ok(ExitCode::from(1));
+            return Ok(ExitCode::from(if only_not_proven {
+                postmerge::check::Status::NotProven.exit_code()
+            } else {
+                postmerge::check::Status::Failed.exit_code()
+            }));
         }
         anyhow::bail!(
             "{} of {total} outputs failed; {nothing}:\n{msg}",
@@ -764,6 +807,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
             let mut opts = merge_options(nms, layout, agnostic, thresholds, opset, family);
             opts.normalize_boxes = quant_prep;
+            // --check proves the result against what was asked for, not what the model records
+            let requested = check.then(|| postmerge::check::Requested {
+                score: Some(opts.score_threshold),
+                iou: Some(opts.iou_threshold),
+                max_per_class: usize::try_from(opts.max_per_class).ok(),
+                max_det: Some(opts.max_det),
+                agnostic: Some(opts.agnostic),
+            });
             run_jobs(
                 &input,
                 jobs,
@@ -779,7 +830,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     }
                     Ok(JobOutput { report: v, sidecar })
                 },
-                check,
+                requested,
                 image,
             )
         }
@@ -821,7 +872,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         sidecar: Some(q.nodes_to_exclude),
                     })
                 },
-                false,
+                None,
                 None,
             )
         }
@@ -838,7 +889,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 jobs,
                 json,
                 |_| Ok(serde_json::Value::Null.into()),
-                false,
+                None,
                 None,
             )
         }
@@ -847,6 +898,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
             merged,
             image,
             input,
+            score,
+            iou,
+            max_per_class,
+            max_det,
             json,
         } => {
             let o = load(&original)?;
@@ -856,14 +911,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let input = match (image, input) {
                 (Some(p), _) => postmerge::check::CheckInput::Image(p),
                 (None, Some(p)) => postmerge::check::CheckInput::Npy(p),
-                (None, None) => postmerge::check::CheckInput::Synthetic,
+                (None, None) => postmerge::check::CheckInput::Scenes,
             };
-            let r = postmerge::check::check_models(
+            let r = postmerge::check::check_against(
                 &o,
                 &m,
                 &postmerge::check::CheckOptions {
                     input,
                     tol: Default::default(),
+                },
+                &postmerge::check::Requested {
+                    score,
+                    iou,
+                    max_per_class,
+                    max_det,
+                    agnostic: None,
                 },
             )
             .with_context(|| {
@@ -878,11 +940,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             } else {
                 print!("{}", postmerge::check::render_report(&r));
             }
-            Ok(if r.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            Ok(ExitCode::from(r.status.exit_code()))
         }
         Cmd::Detect {
             model,

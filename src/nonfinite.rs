@@ -295,7 +295,7 @@ pub fn taint_steps(
             "detections" => (o, mo, ("original head", "merged outputs")),
             _ => continue,
         };
-        if a + b > 0 && st.ok.is_some() {
+        if a + b > 0 {
             st.ok = Some(false);
             st.detail.push_str(&format!(
                 "; NON-FINITE: {a} NaN/Inf in the {}, {b} in the {}",
@@ -309,6 +309,7 @@ pub fn taint_steps(
             steps.push(Step {
                 name: "weights".into(),
                 ok: Some(false),
+                compared: 1,
                 detail: format!(
                     "{label} `{}` holds non-finite weights: {}",
                     m.source,
