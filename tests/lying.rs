@@ -413,16 +413,19 @@ fn check_fails_on_non_finite_compared_tensors() {
         postmerge::check::Step {
             name: "head".into(),
             ok: Some(true),
+            compared: 2,
             detail: String::new(),
         },
         postmerge::check::Step {
             name: "post-process".into(),
             ok: Some(true),
+            compared: 2,
             detail: String::new(),
         },
         postmerge::check::Step {
             name: "detections".into(),
             ok: Some(true),
+            compared: 2,
             detail: String::new(),
         },
     ];
