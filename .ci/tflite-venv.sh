@@ -4,7 +4,7 @@
 # from tests/oracle/requirements-tflite.txt. Idempotent: a venv whose installed set already equals
 # the pins (recorded in the venv after a successful install) is left alone.
 #
-#   .ci/tflite-venv.sh            # venv at $TFLITE_VENV, default /work/venv-tflite
+#   .ci/tflite-venv.sh            # venv at $TFLITE_VENV, default /work/venv-tflite (~/.cache/postmerge-venv-tflite without /work)
 #   .ci/tflite-venv.sh --bench    # also OpenVINO for bench/tflite_latency.py (bench/tflite_requirements.txt)
 #
 # Prints the venv's python path on its last line. A first install downloads ~900 MB
@@ -12,7 +12,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-VENV="${TFLITE_VENV:-/work/venv-tflite}"
+if [[ -n "${TFLITE_VENV:-}" ]]; then
+  VENV="$TFLITE_VENV"
+elif [[ -d /work && -w /work ]]; then
+  VENV=/work/venv-tflite
+else
+  VENV="$HOME/.cache/postmerge-venv-tflite"
+fi
 PY="${TFLITE_PYTHON:-}"
 REQ=(tests/oracle/requirements-tflite.txt)
 if [[ "${1:-}" == "--bench" ]]; then

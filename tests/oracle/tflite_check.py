@@ -47,8 +47,12 @@ MATCH_IOU = 0.5      # a match: same class, IoU >= 0.5 (greedy, as int8_check.py
 STANDIN = "calibration_image_sample_data_20x128x128x3_float32.npy"
 FILES = ("float32", "integer_quant", "full_integer_quant")
 INPUT_FORMAT = {"u8": "nhwc-u8-bgr"}
+# A 4-D input is taken for NCHW and transposed to NHWC by onnx2tf; the uint8 frame input already is
+# NHWC ([1, H, W, 3]) and would become [1, W, 3, H] (the conversion then fails in a Concat):
+# -kat (keep_shape_absolutely_input_names) keeps it as it is.
+VARIANT_FLAGS = {"u8": lambda input_name: ["-kat", input_name]}
 # onnx2tf flags (why: tests/oracle/README.md, "tflite_check.py")
-ONNX2TF_FLAGS = ["-coion"]
+ONNX2TF_FLAGS = []
 CONVERT_TIMEOUT = 1800
 RUN_TIMEOUT = 600
 
@@ -131,7 +135,7 @@ def run_tflite(tfl, inputs, tmp):
         return None, f"exit {r.returncode}: {' | '.join(last)[:300]}"
     meta = json.loads(pathlib.Path(str(out) + ".json").read_text())
     z = np.load(out)
-    names = [o["name"] for o in meta["outputs"]]
+    names = [o["name"] + ("#int" if o["dtype"] in ("int32", "int64") else "") for o in meta["outputs"]]
     outs = [{names[j]: z[f"x_{i}__{j}"] for j in range(len(names))} for i in range(len(inputs))]
     return outs, meta
 
@@ -244,30 +248,53 @@ def merge_meta(onnx_path):
 def decode(outs, layout, score_thr, scale):
     """One image's outputs -> (detections [K,6] class, score, x1, y1, x2, y2 in input pixels,
     kept only when score > score_thr (TFLite pads NMS with junk rows), number of raw rows, and
-    num_dets for trt)."""
-    def pick(key):
-        hits = [v for k, v in outs.items() if k == key or k.endswith(key)]
-        if len(hits) != 1:
-            raise AssertionError(f"output {key}: {len(hits)} matches in {sorted(outs)}")
-        return hits[0]
+    num_dets for trt). onnxruntime names the outputs; a .tflite file names them after its
+    SavedModel signature (onnx2tf's -coion would copy the ONNX names but needs flatc and a schema
+    download), so there they are told apart by shape and dtype (the kind of `outs` values)."""
     num = None
-    if layout in ("pinto", "pinto-goldyolo"):
-        r = pick("batchno_classid_score_x1y1x2y2" if layout == "pinto" else "batchno_classid_x1y1x2y2_score")
-        r = r.reshape(-1, 7)
-        if layout == "pinto":
+    vals = list(outs.values())
+    if layout in ("pinto", "pinto-goldyolo", "ultralytics"):
+        if len(vals) != 1:
+            raise AssertionError(f"{layout}: {len(vals)} outputs {sorted(outs)}, expected 1")
+        r = vals[0]
+        if layout == "ultralytics":
+            r = r.reshape(-1, 6)
+            box, sc, cls = r[:, 0:4], r[:, 4], r[:, 5]
+        elif layout == "pinto":
+            r = r.reshape(-1, 7)
             cls, sc, box = r[:, 1], r[:, 2], r[:, 3:7]
         else:
+            r = r.reshape(-1, 7)
             cls, sc, box = r[:, 1], r[:, 6], r[:, 2:6]
     elif layout == "trt":
-        num = int(np.rint(pick("num_dets").reshape(-1)[0]))
-        box = pick("det_boxes").reshape(-1, 4)
-        sc = pick("det_scores").reshape(-1)
-        cls = pick("det_classes").reshape(-1)
+        if all(k in outs for k in ("num_dets", "det_boxes", "det_scores", "det_classes")):
+            nd, box, sc, cls = (outs[k] for k in ("num_dets", "det_boxes", "det_scores", "det_classes"))
+        else:
+            # by shape: num_dets [B, 1]; det_boxes [B, K, 4]; det_scores and det_classes [B, K],
+            # told apart by the worker's record of the tensor dtype (int32 for classes)
+            if len(vals) != 4:
+                raise AssertionError(f"trt: {len(vals)} outputs {sorted(outs)}, expected 4")
+            by = {}
+            for k, v in outs.items():
+                shp = tuple(v.shape)
+                if len(shp) == 3 and shp[-1] == 4:
+                    by["det_boxes"] = v
+                elif len(shp) == 2 and shp[-1] == 1:
+                    by["num_dets"] = v
+                elif len(shp) == 2:
+                    by.setdefault("k2", []).append((k, v))
+            k2 = by.pop("k2", [])
+            if len(k2) != 2 or set(by) != {"det_boxes", "num_dets"}:
+                raise AssertionError(f"trt: outputs {[(k, list(v.shape)) for k, v in outs.items()]} not recognised")
+            ints = [kv for kv in k2 if kv[0].endswith("#int")]
+            flts = [kv for kv in k2 if not kv[0].endswith("#int")]
+            if len(ints) != 1 or len(flts) != 1:
+                raise AssertionError(f"trt: cannot tell det_scores from det_classes in {[k for k, _ in k2]}")
+            nd, box, sc, cls = by["num_dets"], by["det_boxes"], flts[0][1], ints[0][1]
+        num = int(np.rint(nd.reshape(-1)[0]))
+        box, sc, cls = box.reshape(-1, 4), sc.reshape(-1), cls.reshape(-1)
         n = max(0, min(num, len(sc)))
         box, sc, cls = box[:n], sc[:n], cls[:n]
-    elif layout == "ultralytics":
-        r = pick("output0").reshape(-1, 6)
-        box, sc, cls = r[:, 0:4], r[:, 4], r[:, 5]
     else:
         raise AssertionError(f"layout {layout} not decoded here")
     raw = len(sc)
@@ -301,13 +328,22 @@ def onnx2tf_bin():
     return str(p) if p.exists() else "onnx2tf"
 
 
+def venv_env():
+    """The environment onnx2tf runs in: the venv's bin first on PATH (onnx2tf runs the `onnxsim`
+    command; without it on PATH it logs "Failed to optimize the onnx file" and converts the
+    unsimplified graph), no GPU, TensorFlow's C++ info logs off."""
+    bindir = str(pathlib.Path(sys.executable).parent)
+    return dict(os.environ, PATH=bindir + os.pathsep + os.environ.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="2",
+                CUDA_VISIBLE_DEVICES="-1")
+
+
 def convert(job):
     """Run onnx2tf on one file; returns (seconds, log tail or None on success)."""
-    onnx_path, outdir, calib_npy, input_name, workdir = job
+    onnx_path, outdir, calib_npy, input_name, workdir, extra = job
     cmd = [onnx2tf_bin(), "-i", str(onnx_path), "-o", str(outdir), "-oiqt",
-           "-cind", input_name, str(calib_npy), "[[[[0,0,0]]]]", "[[[[1,1,1]]]]", *ONNX2TF_FLAGS]
+           "-cind", input_name, str(calib_npy), "[[[[0,0,0]]]]", "[[[[1,1,1]]]]", *ONNX2TF_FLAGS, *extra]
     t0 = time.perf_counter()
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="-1")
+    env = venv_env()
     with open(outdir.with_suffix(".log"), "w") as log:
         try:
             r = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, timeout=CONVERT_TIMEOUT, env=env)
@@ -416,10 +452,11 @@ def main():
                     np.save(cnpy, calib_f)
                     jobs.append({"stem": s["stem"], "variant": v, "layout": lay, "tag": tag, "onnx": onnx_path,
                                  "calib": cnpy, "input": inp.name, "H": H, "W": W, "held": held,
-                                 "outdir": work / tag})
+                                 "outdir": work / tag, "flags": VARIANT_FLAGS[v](inp.name) if v in VARIANT_FLAGS else []})
         # conversions (the slow part), possibly in parallel
         with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as ex:
-            futs = {ex.submit(convert, (j["onnx"], j["outdir"], j["calib"], j["input"], work)): j for j in jobs}
+            futs = {ex.submit(convert, (j["onnx"], j["outdir"], j["calib"], j["input"], work, j["flags"])): j
+                    for j in jobs}
             for fu in concurrent.futures.as_completed(futs):
                 j = futs[fu]
                 j["conv_s"], j["conv_err"] = fu.result()
