@@ -300,6 +300,78 @@ fn too_large() -> anyhow::Error {
     anyhow!("tensor dimensions overflow")
 }
 
+/// How far a raw YOLOX box may grow: the appended decode bounds each log-size at
+/// `ln(LOG_SIZE_BOUND_FACTOR · max(H, W) / stride)` before `Exp`, so no decoded width or height
+/// exceeds `LOG_SIZE_BOUND_FACTOR · max(H, W)` pixels (twice the input's larger side).
+///
+/// Why (issue 12): background anchors of real YOLOX heads emit log-sizes like 18.8, whose `exp` is
+/// 1.5e8; one such value makes every box tensor's range so wide that INT8 toolchains either abort
+/// (TFLite's ADD `Prepare`) or quantize every real box to zero. Bounding the logit keeps the ranges
+/// a small multiple of the input size.
+///
+/// Why no detection changes (K = 2, M = max(H, W)):
+/// 1. `min(t, L)` equals `t` for every `t ≤ L`, so every box whose width and height are below
+///    `K·M` (more exactly: whose log-sizes are ≤ the f32 bound) is bit-for-bit the one the
+///    unbounded decode gives; scores are never touched.
+/// 2. ONNX NonMaxSuppression looks only at candidates (score > the score threshold): a box that is
+///    not a candidate in any class never selects or suppresses anything. So unless some
+///    *candidate* is at least `K·M` wide or high — more than twice the whole input — the NMS input
+///    restricted to candidates is identical and so is every output row. The corpus and the
+///    fixtures have no such candidate (tests/postprocess_ref.rs
+///    `bounded_ordered_decode_changes_no_detection` counts them).
+/// 3. If such a candidate exists (a detection larger than twice the input), its own box is
+///    reported with that dimension equal to `K·M`; its centre does not move, so when the centre is
+///    inside the input the box still spans the whole input in that dimension
+///    (`[c − M, c + M] ⊇ [0, M]` for `0 ≤ c ≤ M`): what it marks inside the image is unchanged.
+///    Its IoU with any other box A is at most `size(A) / (K·M)` in the bounded dimension before and
+///    after the bound, so A's fate is unchanged whenever A is at most `iou_threshold · K·M` in both
+///    dimensions (0.8·M at the default IoU 0.40, the whole input from IoU 0.5). Only two such
+///    oversized candidates of one class may change their mutual suppression, and through the
+///    per-class cap (or the fixed K of trt/ultralytics) that can change which other rows fit.
+pub const LOG_SIZE_BOUND_FACTOR: f64 = 2.0;
+
+/// The log-size bound of a YOLOX anchor of `stride` at an `input_h`×`input_w` input:
+/// `ln(LOG_SIZE_BOUND_FACTOR · max(H, W) / stride)` computed in f64 and rounded to f32 once (the
+/// appended graph stores exactly this value, so graph and reference compare the same f32).
+pub fn log_size_bound(input_h: usize, input_w: usize, stride: u32) -> f32 {
+    let m = input_h.max(input_w) as f64;
+    (LOG_SIZE_BOUND_FACTOR * m / f64::from(stride.max(1))).ln() as f32
+}
+
+/// Which of the merged graph's robustness steps [`decode_with`] applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DecodeOptions {
+    /// YOLOX raw heads: log-sizes bounded at [`log_size_bound`] before `exp` (ONNX `Min`).
+    pub bound_log_size: bool,
+    /// Decoded heads (YOLOX `--decode_in_inference`, Gold-YOLO): `w, h` taken as `|w|, |h|`, so
+    /// `x1 <= x2` and `y1 <= y2` for every box (random-weight Gold-YOLO emits negative widths).
+    /// For a negative `w` this gives exactly the swapped pair of the plain formula
+    /// (`cx - |w|·0.5 == cx + w·0.5` in IEEE arithmetic), and ONNX NonMaxSuppression orders each
+    /// box's corners with min/max before it computes IoU, so the NMS selections are identical;
+    /// only the reported corners of inverted boxes are swapped into order.
+    pub order_corners: bool,
+}
+
+impl DecodeOptions {
+    /// What the graphs `postmerge merge` appends compute (both steps).
+    pub const MERGED: DecodeOptions = DecodeOptions {
+        bound_log_size: true,
+        order_corners: true,
+    };
+    /// The upstream projects' own arithmetic (no bound, corners as computed): for reproducing
+    /// official detections.
+    pub const OFFICIAL: DecodeOptions = DecodeOptions {
+        bound_log_size: false,
+        order_corners: false,
+    };
+}
+
+/// Decodes a raw head output `[B, N, 5+C]` (flat, C order) into corner boxes and scores, as the
+/// merged graph does ([`DecodeOptions::MERGED`]); see [`decode_with`].
+pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<Decoded> {
+    decode_with(raw, batch, n, spec, DecodeOptions::MERGED)
+}
+
 /// Decodes a raw head output `[B, N, 5+C]` (flat, C order) into corner boxes and scores.
 ///
 /// For [`HeadKind::YoloxRaw`] the grid is generated per stride `s` in `spec.strides` order with
@@ -308,10 +380,14 @@ fn too_large() -> anyhow::Error {
 ///
 /// ```text
 /// cx = (raw0 + gx) * s        cy = (raw1 + gy) * s        // Add, then Mul
-/// w  = exp(raw2) * s          h  = exp(raw3) * s          // Exp, then Mul
+/// w  = exp(min(raw2, L)) * s  h  = exp(min(raw3, L)) * s  // Min, Exp, then Mul
 /// ```
 ///
-/// For the decoded kinds, `cx, cy, w, h` are columns 0-3 as given. Then, for every kind:
+/// with `L = log_size_bound(H, W, s)` when `opts.bound_log_size` (else no `min`); a NaN log-size
+/// stays NaN (numpy / onnxruntime `Min`; tract's `Min` returns the bound instead).
+///
+/// For the decoded kinds, `cx, cy, w, h` are columns 0-3 as given (`|w|, |h|` with
+/// `opts.order_corners`). Then, for every kind:
 ///
 /// ```text
 /// x1 = cx - w * 0.5    y1 = cy - h * 0.5    x2 = cx + w * 0.5    y2 = cy + h * 0.5
@@ -323,7 +399,13 @@ fn too_large() -> anyhow::Error {
 ///
 /// Errors (never panics) if `raw.len() != batch * n * (5 + C)`, or for `YoloxRaw` if a stride does
 /// not divide the input size or `n != Σ (H/s)(W/s)`.
-pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<Decoded> {
+pub fn decode_with(
+    raw: &[f32],
+    batch: usize,
+    n: usize,
+    spec: &HeadSpec,
+    opts: DecodeOptions,
+) -> Result<Decoded> {
     let row = spec.row_len()?;
     let c = spec.num_classes;
     let bn = batch.checked_mul(n).ok_or_else(too_large)?;
@@ -333,8 +415,8 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
         "raw head output has {} values, expected B*N*(5+C) = {batch}*{n}*{row} = {expected}",
         raw.len()
     );
-    // Per-anchor (gx, gy, stride) for the raw YOLOX head.
-    let grid: Vec<[f32; 3]> = if spec.kind == HeadKind::YoloxRaw {
+    // Per-anchor (gx, gy, stride, log-size bound) for the raw YOLOX head.
+    let grid: Vec<[f32; 4]> = if spec.kind == HeadKind::YoloxRaw {
         let levels = spec.grid_levels()?;
         let total = spec.num_anchors()?;
         ensure!(
@@ -346,9 +428,14 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
         );
         let mut g = Vec::with_capacity(total);
         for l in levels {
+            let bound = if opts.bound_log_size {
+                log_size_bound(spec.input_h, spec.input_w, l.stride)
+            } else {
+                f32::INFINITY
+            };
             for y in 0..l.h {
                 for x in 0..l.w {
-                    g.push([x as f32, y as f32, l.stride as f32]);
+                    g.push([x as f32, y as f32, l.stride as f32, bound]);
                 }
             }
         }
@@ -367,10 +454,20 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
         let (cx, cy, w, h) = match spec.kind {
             HeadKind::YoloxRaw => {
                 let i = if n == 0 { 0 } else { k % n };
-                let [gx, gy, s] = *grid
+                let [gx, gy, s, bound] = *grid
                     .get(i)
                     .ok_or_else(|| anyhow!("internal: anchor {i} outside the grid"))?;
-                ((c0 + gx) * s, (c1 + gy) * s, c2.exp() * s, c3.exp() * s)
+                // NaN-propagating min (a NaN log-size stays NaN)
+                let lim = |t: f32| if t > bound { bound } else { t };
+                (
+                    (c0 + gx) * s,
+                    (c1 + gy) * s,
+                    lim(c2).exp() * s,
+                    lim(c3).exp() * s,
+                )
+            }
+            HeadKind::YoloxDecoded | HeadKind::GoldYolo if opts.order_corners => {
+                (c0, c1, c2.abs(), c3.abs())
             }
             HeadKind::YoloxDecoded | HeadKind::GoldYolo => (c0, c1, c2, c3),
         };

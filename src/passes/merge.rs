@@ -4,10 +4,25 @@
 //!
 //! The appended arithmetic mirrors `postprocess::decode` exactly (same operations in the same
 //! order), so the Rust reference is an exact oracle for it:
-//! `cx = (c0 + gx) * s`, `w = exp(c2) * s`, `x1 = cx - w * 0.5`, `x2 = cx + w * 0.5`,
-//! `score = obj * cls`.
+//! `cx = (c0 + gx) * s`, `w = exp(min(c2, L)) * s` (YOLOX raw; `L` =
+//! [`crate::postprocess::log_size_bound`]), `w = |c2|` (decoded heads), `x1 = cx - w * 0.5`,
+//! `x2 = cx + w * 0.5`, `score = obj * cls`.
+//!
+//! Built to survive INT8 toolchains that quantize the post-process too (onnx2tf → TFLite,
+//! SPEC §4, issue 12):
+//! - the log-sizes are bounded before `Exp` (why no detection changes:
+//!   [`crate::postprocess::LOG_SIZE_BOUND_FACTOR`]);
+//! - corners are ordered (`x1 <= x2`, `y1 <= y2`) before NMS for every family;
+//! - boxes and scores never share a tensor inside the appended nodes (the `pinto*` and
+//!   `ultralytics` outputs mix them by definition of their layouts; `trt` and `decoded` keep them
+//!   apart);
+//! - after NMS, only selections whose score is above the score threshold are kept (the NMS
+//!   node's own `score_threshold` input, so `set`, sam4onnx and `--thresholds inputs` retune both):
+//!   runtimes whose NMS pads its output to a fixed size with junk rows (TFLite: index 0, score
+//!   ≈ 1e-7) then give the same rows and counts as onnxruntime, where the filter keeps every row;
+//! - no appended initializer is left unused.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
@@ -244,7 +259,26 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
             ];
         }
         _ => {
-            let (sel, nms_scores, argmax) = append_nms(&mut b, &boxes, &scores, opts, ir)?;
+            let (sel_all, nms_scores, argmax, score_thr) =
+                append_nms(&mut b, &boxes, &scores, opts, ir)?;
+            // Each selection's score and whether it is above the NMS score threshold (strictly,
+            // as NonMaxSuppression selects). In onnxruntime/tract every selection is; a runtime
+            // that pads NMS to a fixed size (TFLite: index 0, score ~1e-7) adds rows that are not.
+            let sel_scores = b.op("GatherND", &[&nms_scores, &sel_all], vec![]); // [M]
+            let keep = b.op("Greater", &[&sel_scores, &score_thr], vec![]); // [M] bool
+            let (sel, det_scores, keep_mask) =
+                if matches!(layout, Layout::Pinto | Layout::PintoGoldYolo) {
+                    // data-dependent row count: keep the rows (NonZero + Gather; onnx2tf converts
+                    // both, tract types them — Compress is not typed in tract)
+                    let nz = b.op("NonZero", &[&keep], vec![]); // [1,M']
+                    let idx = b.squeeze(&nz, &[0]); // [M']
+                    let sel = b.op("Gather", &[&sel_all, &idx], vec![make_attr_i("axis", 0)]);
+                    let sc = b.op("Gather", &[&sel_scores, &idx], vec![make_attr_i("axis", 0)]);
+                    (sel, sc, None)
+                } else {
+                    // fixed-K layouts: rows below the threshold are masked out of the per-image top-K
+                    (sel_all.clone(), sel_scores, Some(keep.clone()))
+                };
             // selected rows: batch, class, box
             let sel_b = b.slice(&sel, &[0], &[1], &[1]);
             let box_idx_cols = b.const_i64("batch_box_cols", &[2], &[0, 2]);
@@ -254,7 +288,6 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                 vec![make_attr_i("axis", 1)],
             );
             let det_boxes = b.op("GatherND", &[&boxes, &sel_bb], vec![]); // [M,4]
-            let det_scores = b.op("GatherND", &[&nms_scores, &sel], vec![]); // [M]
             let det_class_i64 = match &argmax {
                 Some(am) => b.op("GatherND", &[am, &sel_bb], vec![]), // [M]
                 None => {
@@ -291,17 +324,18 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                 Layout::Trt { max_det } | Layout::Ultralytics { max_det } => {
                     let k = max_det as i64;
                     let sel_b1 = b.squeeze(&sel_b, &[1]); // [M]
+                    let keep_mask = keep_mask.context("internal: no keep mask")?;
                     let (nd, db, ds, dc) = append_topk(
                         &mut b,
                         &out,
                         &sel_b1,
+                        &keep_mask,
                         &det_boxes,
                         &det_scores,
                         &det_class_i64,
                         k,
                         &batch,
                     )?;
-                    let zerof_out = b.const_f32("zero_class", &[1], &[0.0]);
                     if matches!(layout, Layout::Trt { .. }) {
                         b.op_named(
                             "Identity",
@@ -346,6 +380,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                         let s3 = b.unsqueeze(&ds, &[2]);
                         // -1 padding -> 0; Max on floats (integer Max needs opset 12)
                         let cf0 = b.cast(&dc, DataType::Float);
+                        let zerof_out = b.const_f32("zero_class", &[1], &[0.0]);
                         let cf = b.op("Max", &[&cf0, &zerof_out], vec![]);
                         let c3 = b.unsqueeze(&cf, &[2]);
                         b.op_named(
@@ -427,6 +462,29 @@ pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
     Ok((grid, stride))
 }
 
+/// Per-anchor log-size bound `[1,N,1]`: [`crate::postprocess::log_size_bound`] of the anchor's
+/// stride at the model's H×W (the same f32 the reference decode uses).
+pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
+    let (h, w) = (
+        head.height.context("head has no input height")?,
+        head.width.context("head has no input width")?,
+    );
+    let mut v = Vec::new();
+    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
+        let s = *head
+            .strides
+            .get(k)
+            .context("head has fewer strides than grids")?;
+        let l = crate::postprocess::log_size_bound(
+            h.max(1) as usize,
+            w.max(1) as usize,
+            s.max(1) as u32,
+        );
+        v.extend(std::iter::repeat_n(l, (gh * gw).max(0) as usize));
+    }
+    Ok(v)
+}
+
 /// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
 fn append_decode(
     b: &mut Builder,
@@ -456,21 +514,36 @@ fn append_decode(
         };
         let a = b.op("Add", &[&xy, &gname], vec![]);
         let cxcy = b.op("Mul", &[&a, &sname], vec![]);
-        let e = b.op("Exp", &[&wh], vec![]);
+        // log-sizes bounded before Exp (Min with a per-anchor constant: Clip needs scalar bounds)
+        let bounds = log_size_bounds(head)?;
+        ensure!(
+            bounds.len() as i64 == n,
+            "internal: {} log-size bounds for {n} anchors",
+            bounds.len()
+        );
+        let lname = b.init("log_size_bound", tensor_f32("", &[1, n, 1], &bounds));
+        let whb = b.op("Min", &[&wh, &lname], vec![]);
+        let e = b.op("Exp", &[&whb], vec![]);
         let whp = b.op("Mul", &[&e, &sname], vec![]);
         (cxcy, whp, b.const_f32("half", &[1], &[0.5]))
-    } else if normalize {
-        // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is folded
-        // into the 0.5 of the corner conversion
-        let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
-        let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
-        (
-            cxcy,
-            wh,
-            b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
-        )
     } else {
-        (xy, wh, b.const_f32("half", &[1], &[0.5]))
+        // decoded heads: |w|, |h| so the corners come out ordered (x1 <= x2, y1 <= y2); for a
+        // negative w, cx - |w|*0.5 == cx + w*0.5 exactly, i.e. the two corners swapped, and ONNX
+        // NMS orders corners itself, so its selections are unchanged
+        let wha = b.op("Abs", &[&wh], vec![]);
+        if normalize {
+            // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is
+            // folded into the 0.5 of the corner conversion
+            let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
+            let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
+            (
+                cxcy,
+                wha,
+                b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
+            )
+        } else {
+            (xy, wha, b.const_f32("half", &[1], &[0.5]))
+        }
     };
     let hw = b.op("Mul", &[&whp, &half], vec![]);
     let x1y1 = b.op("Sub", &[&cxcy, &hw], vec![]);
@@ -480,14 +553,15 @@ fn append_decode(
     Ok((boxes, scores))
 }
 
-/// NMS → (selected [M,3], the score tensor NMS saw [B,C',N], argmax classes [B,N] when agnostic).
+/// NMS → (selected [M,3], the score tensor NMS saw [B,C',N], argmax classes [B,N] when agnostic,
+/// the score threshold tensor NMS reads).
 fn append_nms(
     b: &mut Builder,
     boxes: &str,
     scores: &str,
     opts: &MergeOptions,
     _ir: i64,
-) -> Result<(String, String, Option<String>)> {
+) -> Result<(String, String, Option<String>, String)> {
     let (nms_scores, argmax) = if opts.agnostic {
         let mx = b.reduce("ReduceMax", scores, &[2], true); // [B,N,1]
         let t = b.op(
@@ -531,16 +605,18 @@ fn append_nms(
         &[&sel],
         vec![make_attr_i("center_point_box", 0)],
     );
-    Ok((sel, nms_scores, argmax))
+    Ok((sel, nms_scores, argmax, score))
 }
 
-/// Per-image top-K of the selections: (num_dets [B,1] i32, boxes [B,K,4], scores [B,K], classes
-/// [B,K] i32), sorted by descending score, padded with 0 / class -1. ONNX ops only.
+/// Per-image top-K of the selections whose `keep` is true: (num_dets [B,1] i32, boxes [B,K,4],
+/// scores [B,K], classes [B,K] i32), sorted by descending score, padded with 0 / class -1. ONNX
+/// ops only.
 #[allow(clippy::too_many_arguments)]
 fn append_topk(
     b: &mut Builder,
     head_out: &str,
     sel_batch: &str,
+    keep: &str,
     boxes: &str,
     scores: &str,
     classes: &str,
@@ -564,7 +640,10 @@ fn append_topk(
         }
     };
     let sb = b.unsqueeze(sel_batch, &[0]); // [1,M]
-    let eq = b.op("Equal", &[&bids, &sb], vec![]); // [B,M]
+    let same_image = b.op("Equal", &[&bids, &sb], vec![]); // [B,M]
+                                                           // only selections above the score threshold count (padded NMS rows do not)
+    let keep1 = b.unsqueeze(keep, &[0]); // [1,M]
+    let eq = b.op("And", &[&same_image, &keep1], vec![]); // [B,M]
     let s1 = b.unsqueeze(scores, &[0]); // [1,M]
     let neg = b.const_f32("neg_one", &[1], &[-1.0]);
     let dense = b.op("Where", &[&eq, &s1, &neg], vec![]); // [B,M]

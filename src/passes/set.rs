@@ -1,7 +1,10 @@
 //! `set`: retune the NMS parameters of an already merged model — ours, PINTO's `_post_` files and
 //! YOLOv6/Gold-YOLO `--end2end --ort` exports — whether each parameter is an initializer, a
 //! `Constant` node or a graph input with a default. A constant shared with other consumers is left
-//! alone: the NMS node gets its own copy (`<name>_mod`, as sam4onnx does).
+//! alone: the NMS node gets its own copy (`<name>_mod`, as sam4onnx does). Nodes `merge` appended
+//! (named `postmerge/…`) that read an NMS parameter are not "other consumers": they read it on
+//! purpose — the post-NMS filter keeps only selections above the NMS score threshold — and are
+//! retuned with it.
 
 use anyhow::{bail, Result};
 use serde::Serialize;
@@ -183,13 +186,30 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
                 .map(|v| fmt_values(&v))
                 .unwrap_or_else(|_| "?".into());
             let g = m.graph_mut();
-            let shared =
-                ix.consumers_of(&tname).iter().any(|&c| c != ni) || (ix.outputs.contains(&tname));
+            // postmerge's own appended nodes (the post-NMS score filter) follow the NMS value
+            let follows = |c: usize| g.node[c].name().starts_with(crate::passes::merge::PREFIX);
+            let followers: Vec<usize> = ix
+                .consumers_of(&tname)
+                .iter()
+                .copied()
+                .filter(|&c| c != ni && follows(c))
+                .collect();
+            let shared = ix
+                .consumers_of(&tname)
+                .iter()
+                .any(|&c| c != ni && !follows(c))
+                || (ix.outputs.contains(&tname));
             let (how, tensor) = if shared && !is_input {
                 let mut names = NameGen::new(g);
                 let new_name = names.fresh(&format!("{tname}_mod"));
                 g.initializer.push(like(&old, &new_name, value, count)?);
                 g.node[ni].input[idx] = new_name.clone();
+                // the appended post-NMS filter reads what the NMS node reads
+                for c in followers {
+                    for i in g.node[c].input.iter_mut().filter(|i| **i == tname) {
+                        *i = new_name.clone();
+                    }
+                }
                 (
                     format!(
                         "`{tname}` is shared with other consumers: gave {node_name} its own copy"
