@@ -70,7 +70,7 @@ def make_files(binary, model, work):
             src.write_bytes(pathlib.Path(files[name]).read_bytes())
         out = work / f"{name}_tflite"
         if not (out / f"{src.stem}_full_integer_quant.tflite").exists():
-            dt, err = tc.convert((src, out, cnpy, "images", work, []))
+            dt, err, _ = tc.convert((src, out, cnpy, "images", work, []))
             print(f"onnx2tf {name}: {dt:.0f} s{' ' + err if err else ''}", file=sys.stderr, flush=True)
         for kind in tc.FILES:
             files[f"{name}/{kind}"] = out / f"{src.stem}_{kind}.tflite"

@@ -338,23 +338,62 @@ def venv_env():
 
 
 def convert(job):
-    """Run onnx2tf on one file; returns (seconds, log tail or None on success)."""
+    """Run onnx2tf on one file; returns (seconds, error or None, note or None). onnx2tf 1.29.24 feeds
+    its calibration data to the converter as float32 whatever the input's dtype, so for the uint8
+    frame input its -oiqt stage fails ("Got value of type FLOAT32 but expected type UINT8") after
+    writing the float32 file and the SavedModel; then the two INT8 files are made from that
+    SavedModel with the converter settings onnx2tf uses (quantize_u8), calibrated with the same
+    scenes as uint8 frames."""
     onnx_path, outdir, calib_npy, input_name, workdir, extra = job
     cmd = [onnx2tf_bin(), "-i", str(onnx_path), "-o", str(outdir), "-oiqt",
            "-cind", input_name, str(calib_npy), "[[[[0,0,0]]]]", "[[[[1,1,1]]]]", *ONNX2TF_FLAGS, *extra]
     t0 = time.perf_counter()
     env = venv_env()
-    with open(outdir.with_suffix(".log"), "w") as log:
+    logp = outdir.with_suffix(".log")
+    with open(logp, "w") as log:
         try:
             r = subprocess.run(cmd, cwd=workdir, stdout=log, stderr=subprocess.STDOUT, timeout=CONVERT_TIMEOUT, env=env)
             rc = r.returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
-    dt = time.perf_counter() - t0
-    if rc != 0:
-        tail = outdir.with_suffix(".log").read_text(errors="replace").strip().splitlines()[-3:]
-        return dt, f"onnx2tf exited {rc}: {' | '.join(tail)[-400:]}"
-    return dt, None
+    text = logp.read_text(errors="replace")
+    stem = onnx_path.stem
+    note = None
+    if not (outdir / f"{stem}_float32.tflite").exists():
+        tail = text.strip().splitlines()[-3:]
+        return time.perf_counter() - t0, f"onnx2tf exited {rc}: {' | '.join(tail)[-400:]}", None
+    if (not (outdir / f"{stem}_integer_quant.tflite").exists()
+            and "Got value of type FLOAT32 but expected type UINT8" in text):
+        r = subprocess.run([sys.executable, str(pathlib.Path(__file__).resolve()), "--quantize-u8", str(outdir),
+                            str(calib_npy), str(outdir / stem)], capture_output=True, text=True, env=env,
+                           timeout=CONVERT_TIMEOUT)
+        note = ("onnx2tf -oiqt refuses the uint8 input (it calibrates with float32 data); the INT8 files are "
+                "TFLiteConverter of onnx2tf's SavedModel with onnx2tf's settings and uint8 calibration frames")
+        if r.returncode != 0:
+            return time.perf_counter() - t0, f"uint8 INT8 quantization failed: {r.stderr.strip()[-300:]}", note
+    return time.perf_counter() - t0, None, note
+
+
+def quantize_u8(saved_model, calib_npy, prefix):
+    """INT8 files of a uint8-input SavedModel, with the converter settings of onnx2tf's -oiqt
+    (Optimize.DEFAULT, TFLITE_BUILTINS_INT8 + SELECT_TF_OPS, per-channel): PREFIX_integer_quant.tflite
+    (float/uint8 I/O as the model has it) and PREFIX_full_integer_quant.tflite (uint8 in, int8 out,
+    onnx2tf's default -oqd)."""
+    import tensorflow as tf
+    c = np.load(calib_npy)
+
+    def rep():
+        for i in range(len(c)):
+            yield [np.clip(np.rint(c[i:i + 1]), 0, 255).astype(np.uint8)]
+    for kind in ("integer_quant", "full_integer_quant"):
+        conv = tf.lite.TFLiteConverter.from_saved_model(saved_model)
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+        conv.representative_dataset = rep
+        if kind == "full_integer_quant":
+            conv.inference_input_type = tf.uint8
+            conv.inference_output_type = tf.int8
+        pathlib.Path(f"{prefix}_{kind}.tflite").write_bytes(conv.convert())
 
 
 def ort_run(onnx_path, name, inputs):
@@ -459,9 +498,9 @@ def main():
                     for j in jobs}
             for fu in concurrent.futures.as_completed(futs):
                 j = futs[fu]
-                j["conv_s"], j["conv_err"] = fu.result()
-                print(f"     converted {j['tag']} in {j['conv_s']:.0f} s{': ' + j['conv_err'] if j['conv_err'] else ''}",
-                      flush=True)
+                j["conv_s"], j["conv_err"], j["conv_note"] = fu.result()
+                print(f"     converted {j['tag']} in {j['conv_s']:.0f} s{': ' + j['conv_err'] if j['conv_err'] else ''}"
+                      f"{' (' + j['conv_note'] + ')' if j['conv_note'] else ''}", flush=True)
         for j in jobs:
             tag = j["tag"]
             kv = merge_meta(j["onnx"])
@@ -507,7 +546,8 @@ def main():
                 dets = [d for d, _, _ in got]
                 a = f1(ref_d, dets)
                 g = f1(gts, dets)
-                row = {"tag": tag, "file": kind, "loads": "yes", "f1": a["f1"], "f1gt": g["f1"],
+                label = kind + (" (†)" if j.get("conv_note") and kind != "float32" else "")
+                row = {"tag": tag, "file": label, "loads": "yes", "f1": a["f1"], "f1gt": g["f1"],
                        "dets": sum(len(d) for d in dets), "rows": sum(r for _, r, _ in got),
                        "num": [n for _, _, n in got], "ms": float(np.median(meta["ms"])),
                        "io": f"{meta['input']['dtype']}->{'/'.join(sorted({o['dtype'] for o in meta['outputs']}))}"}
@@ -529,6 +569,9 @@ def main():
         g = "-" if r["f1gt"] is None else f"{r['f1gt']:.3f}"
         d = "-" if "dets" not in r else f"{r['dets']} ({r['rows']})"
         print(f"| {r['tag']} | {r['file']} | {r['loads']} | {f} | {g} | {d} |")
+    if any("(†)" in r["file"] for r in rows):
+        print("(†) made from onnx2tf's SavedModel by TFLiteConverter with onnx2tf's settings: onnx2tf 1.29.24 -oiqt "
+              "calibrates a uint8 input with float32 data and fails")
     print(f"\ntotal {time.perf_counter() - t_start:.1f} s")
     for f in failures:
         print(f"  failed: {f}")
@@ -539,5 +582,8 @@ def main():
 if __name__ == "__main__":
     if len(sys.argv) == 5 and sys.argv[1] == "--worker":
         worker(*sys.argv[2:5])
+        sys.exit(0)
+    if len(sys.argv) == 5 and sys.argv[1] == "--quantize-u8":
+        quantize_u8(*sys.argv[2:5])
         sys.exit(0)
     sys.exit(main())
