@@ -349,6 +349,11 @@ fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
         Ok(h) => h.input_shape,
         Err(_) => g.input.first().and_then(vi_shape).unwrap_or_default(),
     };
+    // a model that takes uint8 [B, H, W, 3] frames: seen as [B, 3, H, W]
+    let shape = crate::passes::input_format::nchw_view(
+        &shape,
+        crate::passes::input_format::input_format(m)?,
+    );
     match (
         shape.first(),
         shape.get(2).and_then(Dim::known),
@@ -463,6 +468,20 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
             "deterministic synthetic tensor".to_string(),
         ),
     };
+    // a MERGED that takes uint8 NHWC frames gets the frame whose in-graph preprocessing is
+    // exactly `input` (the same picture; the synthetic input and photos are pixel values)
+    let mfmt = crate::passes::input_format::input_format(merged)?;
+    let frame;
+    let (minput, input_desc) = if mfmt.is_frame() {
+        frame = crate::passes::input_format::nchw_to_frame(&input, mfmt, head.family)
+            .context("MERGED takes uint8 frames")?;
+        (
+            &frame,
+            format!("{input_desc}; MERGED fed the same picture as a uint8 {mfmt} frame"),
+        )
+    } else {
+        (&input, input_desc)
+    };
     let spec = HeadSpec {
         kind: family_kind(head.family),
         num_classes: head.num_classes.unwrap_or(0),
@@ -471,11 +490,11 @@ pub fn check_models(original: &Model, merged: &Model, opts: &CheckOptions) -> Re
         input_w: mw as usize,
     };
     // merged, with its head tensor exposed
-    let mrun = Runner::new(merged, &[&input], &[&head_out])?;
+    let mrun = Runner::new(merged, &[minput], &[&head_out])?;
     if mrun.fallback {
         notes.push("tract could not type the merged model and ran it un-typed".into());
     }
-    let mouts = mrun.run(&[&input])?;
+    let mouts = mrun.run(&[minput])?;
     let Some((_, mhead)) = mouts.iter().find(|(n, _)| *n == head_out) else {
         bail!("the merged model has no tensor `{head_out}` (the original's head output)")
     };
