@@ -18,7 +18,7 @@ detections are compared with those of the same X.onnx in onnxruntime float (requ
 and with the ground truth (reported). Nothing is downloaded: onnx2tf's sample-data file
 calibration_image_sample_data_20x128x128x3_float32.npy is made from local images in the directory
 onnx2tf runs in. Prints one table row per file and ends with `N passed, M failed`; exit 1 if any
-required figure fails. See tests/oracle/README.md ("tflite_check.py") for the flags used and why.
+required figure fails. The recipe, the onnx2tf flags used and why: docs/deploy-raspberry-pi.md.
 """
 import argparse
 import concurrent.futures
