@@ -563,6 +563,11 @@ fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
         Ok(h) => h.input_shape,
         Err(_) => g.input.first().and_then(vi_shape).unwrap_or_default(),
     };
+    // a model that takes uint8 [B, H, W, 3] frames: seen as [B, 3, H, W]
+    let shape = crate::passes::input_format::nchw_view(
+        &shape,
+        crate::passes::input_format::input_format(m)?,
+    );
     match (
         shape.first(),
         shape.get(2).and_then(Dim::known),
@@ -788,13 +793,27 @@ pub fn check_against(
     };
     // the input: the first candidate on which the reference selects a box clear of the threshold
     let cands = candidates(&opts.input, head.family, batch, mh, mw)?;
-    let mrun = Runner::new(merged, &[&cands[0].0], &[&head_out])?;
+    // a MERGED that takes uint8 NHWC frames gets the frame whose in-graph preprocessing is
+    // exactly the candidate (the same picture; the synthetic input and photos are pixel values)
+    let mfmt = crate::passes::input_format::input_format(merged)?;
+    let mcands: Vec<Npy> = cands
+        .iter()
+        .map(|(x, _)| {
+            if mfmt.is_frame() {
+                crate::passes::input_format::nchw_to_frame(x, mfmt, head.family)
+                    .context("MERGED takes uint8 frames")
+            } else {
+                Ok(x.clone())
+            }
+        })
+        .collect::<Result<_>>()?;
+    let mrun = Runner::new(merged, &[&mcands[0]], &[&head_out])?;
     if mrun.fallback {
         notes.push("tract could not type the merged model and ran it un-typed".into());
     }
     let mut chosen: Option<(usize, Vec<(String, Npy)>)> = None;
     let mut first: Option<Vec<(String, Npy)>> = None;
-    for (i, (x, _)) in cands.iter().enumerate() {
+    for (i, x) in mcands.iter().enumerate() {
         let outs = mrun.run(&[x])?;
         if cands.len() == 1 {
             chosen = Some((i, outs));
@@ -832,7 +851,12 @@ pub fn check_against(
             cands[..ci].iter().map(|(_, d)| d.as_str()).collect::<Vec<_>>().join(", ")
         ));
     }
-    let (input, input_desc) = (&cands[ci].0, cands[ci].1.clone());
+    let (input, mut input_desc) = (&cands[ci].0, cands[ci].1.clone());
+    if mfmt.is_frame() {
+        input_desc.push_str(&format!(
+            "; MERGED fed the same picture as a uint8 {mfmt} frame"
+        ));
+    }
     let Some((_, mhead)) = mouts.iter().find(|(n, _)| *n == head_out) else {
         bail!("the merged model has no tensor `{head_out}` (the original's head output)")
     };

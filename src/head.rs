@@ -267,8 +267,14 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         })
         .collect();
     let batch = input_shape[0].clone();
-    let height = input_shape[2].known();
-    let width = input_shape[3].known();
+    // a uint8 [B, H, W, 3] frame input (`--input-format`) has its size on axes 1 and 2
+    let (hi, wi) = if crate::passes::input_format::takes_frames(m) {
+        (1, 2)
+    } else {
+        (2, 3)
+    };
+    let height = input_shape[hi].known();
+    let width = input_shape[wi].known();
     for (what, v, max) in [
         ("height", height, MAX_INPUT_SIDE),
         ("width", width, MAX_INPUT_SIDE),

@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::head::Family;
 use crate::npy::{Npy, NpyData};
+use crate::passes::input_format::InputFormat;
 
 /// How the photo was fitted into the network input.
 #[derive(Debug, Clone, Copy, Serialize, PartialEq)]
@@ -78,9 +79,10 @@ pub fn resize_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
     out
 }
 
-/// Preprocess a photo for a family: YOLOX = BGR 0..255, top-left letterbox, pad 114;
-/// Gold-YOLO = RGB /255, centred letterbox, pad 114. Returns the NCHW tensor [1,3,H,W].
-pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy, Letterbox)> {
+/// Fit a photo into an `h`×`w` network input by the family's letterbox: YOLOX top-left, size
+/// truncated; Gold-YOLO centred, size rounded; pad 114 (grey) either way. Returns the letterboxed
+/// picture (RGB) — the frame a camera pipeline would hand a model that takes uint8 frames.
+pub fn letterbox(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(RgbImage, Letterbox)> {
     if img.width() == 0 || img.height() == 0 || h == 0 || w == 0 {
         bail!("empty image or input size");
     }
@@ -112,18 +114,6 @@ pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy
     };
     let mut canvas = RgbImage::from_pixel(w, h, Rgb([114, 114, 114]));
     image::imageops::replace(&mut canvas, &resized, pad_x as i64, pad_y as i64);
-    let plane = (h * w) as usize;
-    let mut data = vec![0f32; 3 * plane];
-    for (x, y, p) in canvas.enumerate_pixels() {
-        let i = (y * w + x) as usize;
-        for c in 0..3 {
-            let (src_c, scale) = match family {
-                Family::GoldYolo => (c, 1.0 / 255.0),
-                _ => (2 - c, 1.0), // BGR
-            };
-            data[c * plane + i] = p.0[src_c] as f32 * scale;
-        }
-    }
     let lb = Letterbox {
         ratio: r,
         pad_x,
@@ -131,19 +121,85 @@ pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy
         width: img.width(),
         height: img.height(),
     };
+    Ok((canvas, lb))
+}
+
+/// A letterboxed picture as a uint8 frame `[1, H, W, 3]` in BGR (`bgr`) or RGB channel order.
+pub fn frame(canvas: &RgbImage, bgr: bool) -> Result<Npy> {
+    let mut data = Vec::with_capacity(canvas.width() as usize * canvas.height() as usize * 3);
+    for p in canvas.pixels() {
+        if bgr {
+            data.extend([p.0[2], p.0[1], p.0[0]]);
+        } else {
+            data.extend(p.0);
+        }
+    }
+    Npy::new(
+        vec![1, canvas.height() as usize, canvas.width() as usize, 3],
+        NpyData::U8(data),
+    )
+}
+
+/// Preprocess a photo for a family: YOLOX = BGR 0..255, top-left letterbox, pad 114;
+/// Gold-YOLO = RGB / 255 (its exporter's `img /= 255`, a float32 division), centred letterbox,
+/// pad 114. Returns the NCHW tensor [1,3,H,W]; it is exactly what the in-graph preprocessing of
+/// `--input-format` computes from [`preprocess_frame`]'s frame.
+pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy, Letterbox)> {
+    let (canvas, lb) = letterbox(img, family, h, w)?;
+    let plane = (h * w) as usize;
+    let mut data = vec![0f32; 3 * plane];
+    for (x, y, p) in canvas.enumerate_pixels() {
+        let i = (y * w + x) as usize;
+        for c in 0..3 {
+            data[c * plane + i] = match family {
+                Family::GoldYolo => p.0[c] as f32 / 255.0,
+                _ => p.0[2 - c] as f32, // BGR
+            };
+        }
+    }
     Ok((
         Npy::new(vec![1, 3, h as usize, w as usize], NpyData::F32(data))?,
         lb,
     ))
 }
 
+/// The input of a model that takes `fmt`: the family's letterbox, then the float NCHW tensor
+/// ([`preprocess`]) or the uint8 NHWC frame in the format's channel order.
+pub fn preprocess_for(
+    img: &RgbImage,
+    family: Family,
+    h: u32,
+    w: u32,
+    fmt: InputFormat,
+) -> Result<(Npy, Letterbox)> {
+    match fmt.frame_is_bgr() {
+        None => preprocess(img, family, h, w),
+        Some(bgr) => {
+            let (canvas, lb) = letterbox(img, family, h, w)?;
+            Ok((frame(&canvas, bgr)?, lb))
+        }
+    }
+}
+
+/// The uint8 frame of a photo for a model that takes `fmt` (see [`preprocess_for`]).
+pub fn preprocess_frame(
+    img: &RgbImage,
+    family: Family,
+    h: u32,
+    w: u32,
+    fmt: InputFormat,
+) -> Result<(Npy, Letterbox)> {
+    if !fmt.is_frame() {
+        bail!("{fmt} takes no frame");
+    }
+    preprocess_for(img, family, h, w, fmt)
+}
+
 /// A deterministic synthetic input for a family (smooth gradients plus hashed noise), [B,3,H,W].
+/// Every value is a pixel value (an integer 0..=255, divided by 255 for Gold-YOLO), so a model
+/// that takes uint8 frames can be fed the very same picture.
 pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
-    let scale = if family == Family::GoldYolo {
-        1.0 / 255.0
-    } else {
-        1.0
-    };
+    let div = family == Family::GoldYolo;
     let mut data = Vec::with_capacity(b * 3 * h * w);
     let mut state: u64 = 0x9E3779B97F4A7C15;
     for _ in 0..b {
@@ -158,8 +214,9 @@ pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
                         + (y * 255 / h.max(1)) as f32 * 0.3
                         + c as f32 * 20.0
                         + noise)
-                        .min(255.0);
-                    data.push(v * scale);
+                        .min(255.0)
+                        .round();
+                    data.push(if div { v / 255.0 } else { v });
                 }
             }
         }
@@ -167,20 +224,332 @@ pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
     Npy::new(vec![b, 3, h, w], NpyData::F32(data))
 }
 
-const FONT: [(char, [u8; 5]); 12] = [
-    ('0', [0b111, 0b101, 0b101, 0b101, 0b111]),
-    ('1', [0b010, 0b110, 0b010, 0b010, 0b111]),
-    ('2', [0b111, 0b001, 0b111, 0b100, 0b111]),
-    ('3', [0b111, 0b001, 0b111, 0b001, 0b111]),
-    ('4', [0b101, 0b101, 0b111, 0b001, 0b001]),
-    ('5', [0b111, 0b100, 0b111, 0b001, 0b111]),
-    ('6', [0b111, 0b100, 0b111, 0b101, 0b111]),
-    ('7', [0b111, 0b001, 0b010, 0b010, 0b010]),
-    ('8', [0b111, 0b101, 0b111, 0b101, 0b111]),
-    ('9', [0b111, 0b101, 0b111, 0b001, 0b111]),
-    ('.', [0b000, 0b000, 0b000, 0b000, 0b010]),
-    (':', [0b000, 0b010, 0b000, 0b010, 0b000]),
+/// The label font: 5x7 glyphs (rows top to bottom, `#` = ink) for A-Z, 0-9 and the punctuation
+/// of labels. Lowercase letters are drawn as capitals; anything else as `?`.
+const FONT: &[(char, [&str; 7])] = &[
+    (
+        'A',
+        [
+            ".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#",
+        ],
+    ),
+    (
+        'B',
+        [
+            "####.", "#...#", "#...#", "####.", "#...#", "#...#", "####.",
+        ],
+    ),
+    (
+        'C',
+        [
+            ".###.", "#...#", "#....", "#....", "#....", "#...#", ".###.",
+        ],
+    ),
+    (
+        'D',
+        [
+            "####.", "#...#", "#...#", "#...#", "#...#", "#...#", "####.",
+        ],
+    ),
+    (
+        'E',
+        [
+            "#####", "#....", "#....", "####.", "#....", "#....", "#####",
+        ],
+    ),
+    (
+        'F',
+        [
+            "#####", "#....", "#....", "####.", "#....", "#....", "#....",
+        ],
+    ),
+    (
+        'G',
+        [
+            ".###.", "#...#", "#....", "#.###", "#...#", "#...#", ".####",
+        ],
+    ),
+    (
+        'H',
+        [
+            "#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#",
+        ],
+    ),
+    (
+        'I',
+        [
+            ".###.", "..#..", "..#..", "..#..", "..#..", "..#..", ".###.",
+        ],
+    ),
+    (
+        'J',
+        [
+            "..###", "...#.", "...#.", "...#.", "...#.", "#..#.", ".##..",
+        ],
+    ),
+    (
+        'K',
+        [
+            "#...#", "#..#.", "#.#..", "##...", "#.#..", "#..#.", "#...#",
+        ],
+    ),
+    (
+        'L',
+        [
+            "#....", "#....", "#....", "#....", "#....", "#....", "#####",
+        ],
+    ),
+    (
+        'M',
+        [
+            "#...#", "##.##", "#.#.#", "#.#.#", "#...#", "#...#", "#...#",
+        ],
+    ),
+    (
+        'N',
+        [
+            "#...#", "#...#", "##..#", "#.#.#", "#..##", "#...#", "#...#",
+        ],
+    ),
+    (
+        'O',
+        [
+            ".###.", "#...#", "#...#", "#...#", "#...#", "#...#", ".###.",
+        ],
+    ),
+    (
+        'P',
+        [
+            "####.", "#...#", "#...#", "####.", "#....", "#....", "#....",
+        ],
+    ),
+    (
+        'Q',
+        [
+            ".###.", "#...#", "#...#", "#...#", "#.#.#", "#..#.", ".##.#",
+        ],
+    ),
+    (
+        'R',
+        [
+            "####.", "#...#", "#...#", "####.", "#.#..", "#..#.", "#...#",
+        ],
+    ),
+    (
+        'S',
+        [
+            ".####", "#....", "#....", ".###.", "....#", "....#", "####.",
+        ],
+    ),
+    (
+        'T',
+        [
+            "#####", "..#..", "..#..", "..#..", "..#..", "..#..", "..#..",
+        ],
+    ),
+    (
+        'U',
+        [
+            "#...#", "#...#", "#...#", "#...#", "#...#", "#...#", ".###.",
+        ],
+    ),
+    (
+        'V',
+        [
+            "#...#", "#...#", "#...#", "#...#", "#...#", ".#.#.", "..#..",
+        ],
+    ),
+    (
+        'W',
+        [
+            "#...#", "#...#", "#...#", "#.#.#", "#.#.#", "#.#.#", ".#.#.",
+        ],
+    ),
+    (
+        'X',
+        [
+            "#...#", "#...#", ".#.#.", "..#..", ".#.#.", "#...#", "#...#",
+        ],
+    ),
+    (
+        'Y',
+        [
+            "#...#", "#...#", ".#.#.", "..#..", "..#..", "..#..", "..#..",
+        ],
+    ),
+    (
+        'Z',
+        [
+            "#####", "....#", "...#.", "..#..", ".#...", "#....", "#####",
+        ],
+    ),
+    (
+        '0',
+        [
+            ".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###.",
+        ],
+    ),
+    (
+        '1',
+        [
+            "..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###.",
+        ],
+    ),
+    (
+        '2',
+        [
+            ".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####",
+        ],
+    ),
+    (
+        '3',
+        [
+            "#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###.",
+        ],
+    ),
+    (
+        '4',
+        [
+            "...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#.",
+        ],
+    ),
+    (
+        '5',
+        [
+            "#####", "#....", "####.", "....#", "....#", "#...#", ".###.",
+        ],
+    ),
+    (
+        '6',
+        [
+            "..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###.",
+        ],
+    ),
+    (
+        '7',
+        [
+            "#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#...",
+        ],
+    ),
+    (
+        '8',
+        [
+            ".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###.",
+        ],
+    ),
+    (
+        '9',
+        [
+            ".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##..",
+        ],
+    ),
+    (
+        '.',
+        [
+            ".....", ".....", ".....", ".....", ".....", ".##..", ".##..",
+        ],
+    ),
+    (
+        ':',
+        [
+            ".....", ".##..", ".##..", ".....", ".##..", ".##..", ".....",
+        ],
+    ),
+    (
+        '-',
+        [
+            ".....", ".....", ".....", "#####", ".....", ".....", ".....",
+        ],
+    ),
+    (
+        '_',
+        [
+            ".....", ".....", ".....", ".....", ".....", ".....", "#####",
+        ],
+    ),
+    (
+        '%',
+        [
+            "##...", "##..#", "...#.", "..#..", ".#...", "#..##", "...##",
+        ],
+    ),
+    (
+        '/',
+        [
+            "....#", "....#", "...#.", "..#..", ".#...", "#....", "#....",
+        ],
+    ),
+    (
+        '(',
+        [
+            "...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#.",
+        ],
+    ),
+    (
+        ')',
+        [
+            ".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#...",
+        ],
+    ),
+    (
+        '?',
+        [
+            ".###.", "#...#", "....#", "...#.", "..#..", ".....", "..#..",
+        ],
+    ),
+    (
+        ' ',
+        [
+            ".....", ".....", ".....", ".....", ".....", ".....", ".....",
+        ],
+    ),
 ];
+
+/// The glyph drawn for `c`.
+fn glyph(c: char) -> &'static [&'static str; 7] {
+    let c = c.to_ascii_uppercase();
+    FONT.iter()
+        .find(|(k, _)| *k == c)
+        .or_else(|| FONT.iter().find(|(k, _)| *k == '?'))
+        .map(|(_, g)| g)
+        .expect("the font has `?`")
+}
+
+/// Pixels per font dot (a glyph is 10x14 px, a line of text 18 px high).
+pub const LABEL_SCALE: i64 = 2;
+/// Padding around the text inside the label background.
+const LABEL_PAD: i64 = 2;
+
+/// Width and height of a drawn label (background included).
+pub fn label_size(text: &str) -> (i64, i64) {
+    let n = text.chars().count() as i64;
+    (
+        (n * 6 - 1).max(0) * LABEL_SCALE + 2 * LABEL_PAD,
+        7 * LABEL_SCALE + 2 * LABEL_PAD,
+    )
+}
+
+/// Where a label goes for a box whose top-left corner is (`x1`, `y1`) in an image of `w`×`h`:
+/// above the box when it fits, else just inside its top edge; shifted left/down as needed so the
+/// whole label is inside the picture (never clipped) when the picture is large enough to hold it.
+pub fn label_origin(w: i64, h: i64, x1: i64, y1: i64, text: &str) -> (i64, i64) {
+    let (lw, lh) = label_size(text);
+    let y = if y1 - lh >= 0 { y1 - lh } else { y1.max(0) };
+    let y = y.min(h - lh).max(0);
+    let x = x1.min(w - lw).max(0);
+    (x, y)
+}
+
+/// Smallest integer factor that brings the long side of a `w`×`h` picture to at least 640 px
+/// (1 when it already is): labels of a fixed pixel size stay readable on 128x160 photos.
+pub fn display_scale(w: u32, h: u32) -> u32 {
+    let long = w.max(h).max(1);
+    if long >= 640 {
+        1
+    } else {
+        640u32.div_ceil(long).min(64)
+    }
+}
 
 /// A distinct colour per class.
 pub fn class_colour(class: usize) -> Rgb<u8> {
@@ -199,8 +568,55 @@ pub fn class_colour(class: usize) -> Rgb<u8> {
     Rgb(P[class % P.len()])
 }
 
-/// Draw a rectangle outline (2 px) and a label "class:score" in a small bitmap font.
-pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, score: f32) {
+/// Text colour readable on `bg` (black on light colours, white on dark ones).
+fn text_colour(bg: Rgb<u8>) -> Rgb<u8> {
+    let [r, g, b] = bg.0;
+    let luma = 0.299 * r as f32 + 0.587 * g as f32 + 0.114 * b as f32;
+    if luma > 150.0 {
+        Rgb([0, 0, 0])
+    } else {
+        Rgb([255, 255, 255])
+    }
+}
+
+/// Draw `text` on a `bg` background with its top-left corner at (`x`, `y`).
+pub fn draw_label(img: &mut RgbImage, x: i64, y: i64, text: &str, bg: Rgb<u8>) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let fg = text_colour(bg);
+    let mut put = |px: i64, py: i64, c: Rgb<u8>| {
+        if px >= 0 && py >= 0 && px < w && py < h {
+            img.put_pixel(px as u32, py as u32, c);
+        }
+    };
+    let (lw, lh) = label_size(text);
+    for yy in y..y + lh {
+        for xx in x..x + lw {
+            put(xx, yy, bg);
+        }
+    }
+    for (k, ch) in text.chars().enumerate() {
+        for (row, bits) in glyph(ch).iter().enumerate() {
+            for (col, b) in bits.bytes().enumerate() {
+                if b != b'#' {
+                    continue;
+                }
+                for dy in 0..LABEL_SCALE {
+                    for dx in 0..LABEL_SCALE {
+                        put(
+                            x + LABEL_PAD + (k as i64 * 6 + col as i64) * LABEL_SCALE + dx,
+                            y + LABEL_PAD + row as i64 * LABEL_SCALE + dy,
+                            fg,
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Draw a rectangle outline (2 px, inside the box's corners) in the class colour and its label
+/// (see [`label_origin`]).
+pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
     let col = class_colour(class);
     let (w, h) = (img.width() as i64, img.height() as i64);
     let (x1, y1, x2, y2) = (
@@ -224,33 +640,92 @@ pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, score: f32) {
             put(x2 - t, y, col);
         }
     }
-    let label = format!("{class}:{:.2}", score);
-    let scale = 2;
-    let (lx, ly) = (x1, (y1 - 6 * scale - 2).max(0));
-    // label background
-    for yy in ly..ly + 6 * scale + 1 {
-        for xx in lx..lx + (label.len() as i64) * 4 * scale + 1 {
-            put(xx, yy, col);
-        }
+    if !label.is_empty() {
+        let (lx, ly) = label_origin(w, h, x1, y1, label);
+        draw_label(img, lx, ly, label, col);
     }
-    for (k, ch) in label.chars().enumerate() {
-        let Some((_, g)) = FONT.iter().find(|(c, _)| *c == ch) else {
-            continue;
-        };
-        for (row, bits) in g.iter().enumerate() {
-            for colm in 0..3 {
-                if bits & (1 << (2 - colm)) != 0 {
-                    for dy in 0..scale {
-                        for dx in 0..scale {
-                            put(
-                                lx + 1 + (k as i64 * 4 + colm) * scale + dx,
-                                ly + 1 + row as i64 * scale + dy,
-                                Rgb([255, 255, 255]),
-                            );
-                        }
-                    }
-                }
+}
+
+/// One box to draw: x1, y1, x2, y2 in photo pixels, class, label text.
+pub type DrawnBox = ([f32; 4], usize, String);
+
+/// The annotated picture: the photo scaled up by [`display_scale`] (bilinear), the boxes mapped
+/// by the same factor (a photo coordinate `v` is drawn at `v * scale`), boxes first, then every
+/// label on top. Returns the picture and the factor.
+pub fn annotate(photo: &RgbImage, boxes: &[DrawnBox]) -> (RgbImage, u32) {
+    let k = display_scale(photo.width(), photo.height());
+    let mut img = if k == 1 {
+        photo.clone()
+    } else {
+        resize_bilinear(photo, photo.width() * k, photo.height() * k)
+    };
+    let kf = k as f32;
+    for (b, class, _) in boxes {
+        draw_box(
+            &mut img,
+            [b[0] * kf, b[1] * kf, b[2] * kf, b[3] * kf],
+            *class,
+            "",
+        );
+    }
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    for (b, class, label) in boxes {
+        let (lx, ly) = label_origin(
+            w,
+            h,
+            (b[0] * kf).floor() as i64,
+            (b[1] * kf).floor() as i64,
+            label,
+        );
+        draw_label(&mut img, lx, ly, label, class_colour(*class));
+    }
+    (img, k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_glyph_is_5x7() {
+        for (c, g) in FONT {
+            assert!(g.iter().all(|r| r.len() == 5), "glyph {c:?}");
+        }
+        assert_eq!(glyph('c'), glyph('C'));
+        assert_eq!(glyph('\u{e9}'), glyph('?'));
+    }
+
+    #[test]
+    fn labels_stay_inside_the_picture() {
+        let text = "triangle 0.97";
+        let (lw, lh) = label_size(text);
+        for (w, h) in [(640, 512), (200, 100)] {
+            for (x1, y1) in [
+                (0, 0),
+                (10, 2),
+                (w - 5, 0),
+                (w - 5, h - 1),
+                (-30, -30),
+                (5, 300),
+            ] {
+                let (x, y) = label_origin(w, h, x1, y1, text);
+                assert!(
+                    x >= 0 && y >= 0 && x + lw <= w && y + lh <= h,
+                    "box at ({x1},{y1}) in {w}x{h}: label at ({x},{y}) size {lw}x{lh}"
+                );
             }
         }
+        // room above: the label sits on the box's top edge, left-aligned with it
+        assert_eq!(label_origin(640, 512, 100, 100, text), (100, 100 - lh));
+        // at the top edge: just inside the box
+        assert_eq!(label_origin(640, 512, 100, 3, text), (100, 3));
+    }
+
+    #[test]
+    fn small_pictures_are_scaled_up_to_640() {
+        assert_eq!(display_scale(160, 128), 4);
+        assert_eq!(display_scale(640, 480), 1);
+        assert_eq!(display_scale(1000, 10), 1);
+        assert_eq!(display_scale(300, 200), 3);
     }
 }

@@ -35,6 +35,9 @@ pub struct Report {
     pub parameters: u64,
     pub parameter_bytes: u64,
     pub metadata: Vec<(String, String)>,
+    /// `nchw-f32`, or the uint8 frame format the input takes (`--input-format`), with what the
+    /// graph does to it; an inconsistent declaration is reported as such.
+    pub input_format: String,
     pub head: Option<Head>,
     pub head_error: Option<String>,
     pub resolution_constants: Vec<ResConst>,
@@ -72,7 +75,18 @@ pub fn inspect(m: &Model) -> Result<Report> {
         Some(h) => find_resolution_constants(m, h).unwrap_or_default(),
         None => vec![],
     };
+    let input_format = match crate::passes::input_format::input_format(m) {
+        Ok(f) if f.is_frame() => p
+            .metadata_props
+            .iter()
+            .find(|e| e.key() == crate::passes::input_format::METADATA_KEY)
+            .map(|e| e.value().to_string())
+            .unwrap_or_else(|| f.name().to_string()),
+        Ok(f) => f.name().to_string(),
+        Err(e) => format!("invalid: {e:#}"),
+    };
     Ok(Report {
+        input_format,
         ir_version: p.ir_version(),
         opsets: p
             .opset_import
@@ -151,6 +165,9 @@ pub fn render(r: &Report) -> String {
     );
     for i in &r.inputs {
         let _ = writeln!(s, "input:      {}", fmt_io(i));
+    }
+    if r.input_format != "nchw-f32" {
+        let _ = writeln!(s, "input format: {}", r.input_format);
     }
     for o in &r.outputs {
         let _ = writeln!(s, "output:     {}", fmt_io(o));

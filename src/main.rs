@@ -61,7 +61,7 @@ enum Cmd {
     },
     /// Append decode + score threshold + NonMaxSuppression so the model outputs final detections.
     #[command(
-        after_help = "Examples:\n  postmerge merge yolox_nano.onnx -o yolox_nano_post.onnx\n  postmerge merge gold_yolo_n.onnx -o e2e.onnx --layout trt --max-det 100\n  postmerge merge model.onnx -o m.onnx --thresholds inputs --score 0.3 --iou 0.5\n\nDefaults follow PINTO's published models: --max-per-class 20 --iou 0.40 --score 0.25.\nLayouts: pinto (YOLOX default) batchno_classid_score_x1y1x2y2 [N,7]; pinto-goldyolo (Gold-YOLO\ndefault) batchno_classid_x1y1x2y2_score [N,7]; trt num_dets/det_boxes/det_scores/det_classes;\nultralytics output0 [B,K,6]; decoded boxes [B,N,4] + scores [B,N,C] (no NMS)."
+        after_help = "Examples:\n  postmerge merge yolox_nano.onnx -o yolox_nano_post.onnx\n  postmerge merge gold_yolo_n.onnx -o e2e.onnx --layout trt --max-det 100\n  postmerge merge model.onnx -o m.onnx --thresholds inputs --score 0.3 --iou 0.5\n  postmerge merge yolox_nano.onnx -o cam.onnx --input-format nhwc-u8-bgr   # feed OpenCV frames\n  postmerge merge shapes_128x160.onnx -o shapes_post.onnx --names circle,triangle,square\n\n--input-format nhwc-u8-bgr|nhwc-u8-rgb: the model takes the letterboxed picture as uint8\n[B,H,W,3]; the graph casts, transposes, reorders channels for the family (YOLOX BGR, Gold-YOLO\nRGB) and scales (YOLOX none, Gold-YOLO /255). Default nchw-f32 = the export's float input.\n\nDefaults follow PINTO's published models: --max-per-class 20 --iou 0.40 --score 0.25.\nLayouts: pinto (YOLOX default) batchno_classid_score_x1y1x2y2 [N,7]; pinto-goldyolo (Gold-YOLO\ndefault) batchno_classid_x1y1x2y2_score [N,7]; trt num_dets/det_boxes/det_scores/det_classes;\nultralytics output0 [B,K,6]; decoded boxes [B,N,4] + scores [B,N,C] (no NMS)."
     )]
     Merge {
         /// Exported model (YOLOX raw or decoded head, Gold-YOLO / YOLOv6)
@@ -103,6 +103,10 @@ enum Cmd {
         /// listed in OUTPUT.nodes_to_exclude.json (see `quant-prep`)
         #[arg(long)]
         quant_prep: bool,
+        /// Make the model take uint8 NHWC frames [B,H,W,3] (the letterboxed picture, BGR or RGB):
+        /// Cast, Transpose, the channel order and the family's scale are prepended in the graph
+        #[arg(long, value_enum, default_value_t = InputFormatArg::NchwF32, value_name = "FORMAT")]
+        input_format: InputFormatArg,
         /// Before writing, check the result with tract against the Rust reference and the requested
         /// --score/--iou/--max-per-class/--max-det/--agnostic (exit 1 on mismatch, 3 if nothing was
         /// compared; no output is written then)
@@ -112,10 +116,16 @@ enum Cmd {
         /// which the reference selects boxes)
         #[arg(long, requires = "check")]
         image: Option<PathBuf>,
+        /// Class names to store in the model's metadata (class 0 first), used by `detect`
+        #[arg(long, value_name = "A,B,C", conflicts_with = "names_file")]
+        names: Option<String>,
+        /// Class names to store, one per line (class 0 first)
+        #[arg(long, value_name = "FILE")]
+        names_file: Option<PathBuf>,
     },
     /// Re-specialize an export to other input sizes (and batch) without going back to PyTorch.
     #[command(
-        after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel, all or nothing: if one fails, no output is written."
+        after_help = "Examples:\n  postmerge resize yolox_nano_640x640.onnx -o yolox_nano_128x160.onnx --size 128x160\n  postmerge resize gold_yolo_n.onnx --size 128x160 --size 256x320 --size 480x640 -o 'out/{stem}_{h}x{w}.onnx'\n  postmerge resize model.onnx -o model_b4.onnx --size 640x640 --batch 4\n  postmerge resize gold_yolo_n.onnx -o cam_128x160.onnx --size 128x160 --input-format nhwc-u8-rgb\n\nSizes are HxW (height first) and must be multiples of the largest stride (32, or 64 for p6\nheads). With several sizes, OUTPUT is a pattern with {h} and {w} (and optionally {stem});\nsizes are processed in parallel, all or nothing: if one fails, no output is written."
     )]
     Resize {
         /// Exported model (un-merged)
@@ -132,6 +142,10 @@ enum Cmd {
         /// Print what was rewritten as JSON
         #[arg(long)]
         json: bool,
+        /// Make the model take uint8 NHWC frames [B,H,W,3] (the letterboxed picture, BGR or RGB):
+        /// Cast, Transpose, the channel order and the family's scale are prepended in the graph
+        #[arg(long, value_enum, default_value_t = InputFormatArg::NchwF32, value_name = "FORMAT")]
+        input_format: InputFormatArg,
     },
     /// Prove a merged model by running it and the original with tract on the same input.
     #[command(
@@ -172,7 +186,7 @@ Exit codes: 0 equal, 1 mismatch, 2 error, 3 not proven (nothing compared)."
     },
     /// Run a model on a photo and draw the detections into a PNG.
     #[command(
-        after_help = "Examples:\n  postmerge detect yolox_nano_post.onnx dog.jpg -o dog_dets.png\n  postmerge detect gold_yolo_n.onnx image1.jpg -o out.png --json\n\nMerged models use their own NMS; raw exports are post-processed in Rust with --score/--iou/--max-per-class."
+        after_help = "Examples:\n  postmerge detect yolox_nano_post.onnx dog.jpg -o dog_dets.png\n  postmerge detect gold_yolo_n.onnx image1.jpg -o out.png --json\n  postmerge detect shapes_post.onnx sample_1.png -o out.png --names circle,triangle,square\n  postmerge detect model.onnx photo.jpg -o out.png --names-file coco.names\n\nMerged models use their own NMS; raw exports are post-processed in Rust with --score/--iou/--max-per-class.\nLabels read `NAME SCORE` (class numbers when no names are given or stored); pictures under 640 px\non the long side are scaled up before drawing (the JSON boxes stay in photo pixels).\nModels that take uint8 frames (--input-format) get the letterboxed picture as such a frame."
     )]
     Detect {
         /// Merged model or raw export
@@ -197,12 +211,18 @@ Exit codes: 0 equal, 1 mismatch, 2 error, 3 not proven (nothing compared)."
         /// Preprocessing convention override
         #[arg(long, value_enum)]
         family: Option<FamilyArg>,
+        /// Class names for the labels, class 0 first (default: the names `merge --names` stored)
+        #[arg(long, value_name = "A,B,C", conflicts_with = "names_file")]
+        names: Option<String>,
+        /// Class names, one per line (class 0 first)
+        #[arg(long, value_name = "FILE")]
+        names_file: Option<PathBuf>,
     },
     /// Prepare a model for INT8 quantization: decode with boxes normalized to [0,1] and scores as
     /// separate outputs, constants and BatchNorm folded, Identity/Dropout removed, static shapes in
     /// value_info, and the float post-process listed for `quantize_static(nodes_to_exclude=…)`.
     #[command(
-        after_help = "Examples:\n  postmerge quant-prep yolox_nano.onnx -o yolox_nano_qprep.onnx\n  postmerge quant-prep yolox_nano.onnx -o prep.onnx --layout pinto\n  python -c \"import json; from onnxruntime.quantization import quantize_static; ...\n    quantize_static('prep.onnx', 'int8.onnx', reader, nodes_to_exclude=json.load(open('prep.nodes_to_exclude.json')))\"\n\nThe default layout `decoded` gives the backbone+head only (boxes [B,N,4] in [0,1], scores [B,N,C]),\nready to quantize and pair with NMS on the host. The sidecar OUTPUT minus .onnx plus\n.nodes_to_exclude.json is a JSON list accepted as is by onnxruntime's quantize_static."
+        after_help = "Examples:\n  postmerge quant-prep yolox_nano.onnx -o yolox_nano_qprep.onnx\n  postmerge quant-prep yolox_nano.onnx -o prep.onnx --layout pinto\n  postmerge quant-prep yolox_nano.onnx -o prep_u8.onnx --input-format nhwc-u8-bgr\n  python -c \"import json; from onnxruntime.quantization import quantize_static; ...\n    quantize_static('prep.onnx', 'int8.onnx', reader, nodes_to_exclude=json.load(open('prep.nodes_to_exclude.json')))\"\n\nThe default layout `decoded` gives the backbone+head only (boxes [B,N,4] in [0,1], scores [B,N,C]),\nready to quantize and pair with NMS on the host. The sidecar OUTPUT minus .onnx plus\n.nodes_to_exclude.json is a JSON list accepted as is by onnxruntime's quantize_static."
     )]
     QuantPrep {
         /// Exported (or already merged) model
@@ -221,6 +241,10 @@ Exit codes: 0 equal, 1 mismatch, 2 error, 3 not proven (nothing compared)."
         /// Allow OUTPUT to be the input file itself
         #[arg(long)]
         in_place: bool,
+        /// Make the model take uint8 NHWC frames [B,H,W,3] (the letterboxed picture, BGR or RGB):
+        /// Cast, Transpose, the channel order and the family's scale are prepended in the graph
+        #[arg(long, value_enum, default_value_t = InputFormatArg::NchwF32, value_name = "FORMAT")]
+        input_format: InputFormatArg,
     },
     /// Retune the NMS parameters of an already merged model (ours, PINTO's, YOLOv6 --end2end --ort).
     #[command(
@@ -423,6 +447,7 @@ where
     use std::sync::Mutex;
     let base = load(input)?;
     refuse_nonfinite(&base, input)?;
+    postmerge::passes::input_format::ensure_float_input(&base)?;
     let total = jobs.len();
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
@@ -630,6 +655,23 @@ where
                     );
                 }
             }
+            if let Some(f) = v.get("input_format") {
+                println!(
+                    "{out}: input `{}` takes uint8 {} frames {} (was {}); prepended {}",
+                    f["input"].as_str().unwrap_or("?"),
+                    f["format"].as_str().unwrap_or("?"),
+                    f["to_shape"].as_str().unwrap_or("?"),
+                    f["from_shape"].as_str().unwrap_or("?"),
+                    f["prepended"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "))
+                        .unwrap_or_default()
+                );
+            }
             if let Some(c) = v.get("check_text") {
                 eprint!("{}", c.as_str().unwrap_or(""));
             }
@@ -746,6 +788,43 @@ enum LayoutArg {
     Decoded,
 }
 
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum InputFormatArg {
+    /// float32 [B,3,H,W] in the family's convention (the export as it is)
+    NchwF32,
+    /// uint8 [B,H,W,3], B,G,R (OpenCV imread, most camera APIs)
+    NhwcU8Bgr,
+    /// uint8 [B,H,W,3], R,G,B (PIL, picamera2 RGB arrays)
+    NhwcU8Rgb,
+}
+
+impl From<InputFormatArg> for postmerge::passes::input_format::InputFormat {
+    fn from(f: InputFormatArg) -> Self {
+        use postmerge::passes::input_format::InputFormat;
+        match f {
+            InputFormatArg::NchwF32 => InputFormat::NchwF32,
+            InputFormatArg::NhwcU8Bgr => InputFormat::NhwcU8Bgr,
+            InputFormatArg::NhwcU8Rgb => InputFormat::NhwcU8Rgb,
+        }
+    }
+}
+
+/// The `--input-format` step of merge / resize / quant-prep (after the graph's other edits, before
+/// quant-prep's graph preparation); adds its report under `input_format`.
+fn apply_input_format(
+    m: &mut Model,
+    fmt: InputFormatArg,
+    family: Option<FamilyArg>,
+    v: &mut serde_json::Value,
+) -> Result<()> {
+    let rep = postmerge::passes::input_format::apply(m, fmt.into(), family.map(Into::into))
+        .context("cannot apply --input-format")?;
+    if let Some(rep) = rep {
+        v["input_format"] = serde_json::to_value(&rep)?;
+    }
+    Ok(())
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum ThresholdsArg {
     Const,
@@ -767,6 +846,18 @@ impl From<FamilyArg> for postmerge::head::Family {
             FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
         }
     }
+}
+
+/// `--names a,b,c` or `--names-file FILE` (clap makes them exclusive).
+fn class_names(
+    names: Option<&str>,
+    file: Option<&std::path::Path>,
+) -> Result<Option<postmerge::detect::ClassNames>> {
+    Ok(match (names, file) {
+        (Some(n), _) => Some(postmerge::detect::parse_names(n)?),
+        (None, Some(f)) => Some(postmerge::detect::read_names_file(f)?),
+        (None, None) => None,
+    })
 }
 
 fn load(p: &std::path::Path) -> Result<Model> {
@@ -803,8 +894,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sizes,
             batch,
             quant_prep,
+            input_format,
+            names,
+            names_file,
         } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), in_place)?;
+            let names = class_names(names.as_deref(), names_file.as_deref())?;
             let mut opts = merge_options(nms, layout, agnostic, thresholds, opset, family);
             opts.normalize_boxes = quant_prep;
             // --check proves the result against what was asked for, not what the model records
@@ -820,8 +915,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 jobs,
                 json,
                 move |m| {
+                    if let Some(n) = &names {
+                        postmerge::detect::store_names(m, n)?;
+                    }
                     let rep = postmerge::passes::merge::merge(m, &opts)?;
                     let mut v = serde_json::json!({ "merge": serde_json::to_value(&rep)? });
+                    apply_input_format(m, input_format, family, &mut v)?;
                     let mut sidecar = None;
                     if quant_prep {
                         let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
@@ -841,6 +940,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             nms,
             json,
             in_place,
+            input_format,
         } => {
             let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
             let mut opts = merge_options(
@@ -865,6 +965,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         v["note"] = "already merged: graph preparation only (boxes stay as the model computes them)".into();
                     }
+                    apply_input_format(m, input_format, None, &mut v)?;
                     let q = postmerge::passes::quant_prep::quant_prep(m, &Default::default())?;
                     v["quant_prep"] = serde_json::to_value(&q)?;
                     Ok(JobOutput {
@@ -882,13 +983,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             sizes,
             batch,
             json,
+            input_format,
         } => {
             let jobs = plan_jobs(&input, &output, &sizes, batch.as_deref(), false)?;
             run_jobs(
                 &input,
                 jobs,
                 json,
-                |_| Ok(serde_json::Value::Null.into()),
+                move |m| {
+                    let mut v = serde_json::json!({});
+                    apply_input_format(m, input_format, None, &mut v)?;
+                    Ok(v.into())
+                },
                 None,
                 None,
             )
@@ -951,8 +1057,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             iou,
             max_per_class,
             family,
+            names,
+            names_file,
         } => {
             check_output(&model, &output, false)?;
+            let names = class_names(names.as_deref(), names_file.as_deref())?;
             check_output(&image, &output, false)?;
             let m = load(&model)?;
             let params = postmerge::postprocess::NmsParams {
@@ -962,8 +1071,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 agnostic: false,
             };
             let fam = family.map(Into::into);
-            let (r, img) =
-                postmerge::detect::detect(&m, &image, fam, &params).with_context(|| {
+            let (r, img) = postmerge::detect::detect_with_names(&m, &image, fam, &params, names)
+                .with_context(|| {
                     format!("cannot run `{}` on `{}`", model.display(), image.display())
                 })?;
             postmerge::detect::save_png(&img, &output)
@@ -979,8 +1088,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 for d in &r.detections {
                     println!(
-                        "  class {:>3}  score {:.3}  box [{:.1}, {:.1}, {:.1}, {:.1}]",
-                        d.class, d.score, d.bbox[0], d.bbox[1], d.bbox[2], d.bbox[3]
+                        "  class {:>3}{}  score {:.3}  box [{:.1}, {:.1}, {:.1}, {:.1}]",
+                        d.class,
+                        d.name.as_ref().map(|n| format!(" {n}")).unwrap_or_default(),
+                        d.score,
+                        d.bbox[0],
+                        d.bbox[1],
+                        d.bbox[2],
+                        d.bbox[3]
                     );
                 }
             }

@@ -1,6 +1,7 @@
 //! Graph edits, one per file. Each pass edits the model through the graph layer and leaves the
 //! graph topologically sorted; unknown ops pass through untouched.
 
+pub mod input_format;
 pub mod merge;
 pub mod quant_prep;
 pub mod resize;
