@@ -614,7 +614,8 @@ pub fn draw_label(img: &mut RgbImage, x: i64, y: i64, text: &str, bg: Rgb<u8>) {
     }
 }
 
-/// Draw a rectangle outline (2 px, inside the box's corners) in the class colour and its label
+/// Draw a rectangle outline (2 px, inside the box's corners) in the class colour, framed by dark
+/// 1 px lines, and its label
 /// (see [`label_origin`]).
 pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
     let col = class_colour(class);
@@ -630,14 +631,16 @@ pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
             img.put_pixel(x as u32, y as u32, c);
         }
     };
-    for t in 0..2 {
-        for x in x1..=x2 {
-            put(x, y1 + t, col);
-            put(x, y2 - t, col);
+    // a dark 1 px contour outside and inside keeps the outline visible on any background
+    let dark = Rgb([20, 20, 20]);
+    for (t, c) in [(-1, dark), (2, dark), (0, col), (1, col)] {
+        for x in x1 - 1..=x2 + 1 {
+            put(x, y1 + t, c);
+            put(x, y2 - t, c);
         }
-        for y in y1..=y2 {
-            put(x1 + t, y, col);
-            put(x2 - t, y, col);
+        for y in y1 - 1..=y2 + 1 {
+            put(x1 + t, y, c);
+            put(x2 - t, y, c);
         }
     }
     if !label.is_empty() {
