@@ -614,38 +614,51 @@ pub fn draw_label(img: &mut RgbImage, x: i64, y: i64, text: &str, bg: Rgb<u8>) {
     }
 }
 
-/// Draw a rectangle outline (2 px, inside the box's corners) in the class colour, framed by dark
-/// 1 px lines, and its label
-/// (see [`label_origin`]).
-pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
-    let col = class_colour(class);
-    let (w, h) = (img.width() as i64, img.height() as i64);
-    let (x1, y1, x2, y2) = (
+/// Pixel corners of a box.
+fn corners(b: [f32; 4]) -> (i64, i64, i64, i64) {
+    (
         b[0].floor() as i64,
         b[1].floor() as i64,
         b[2].ceil() as i64,
         b[3].ceil() as i64,
-    );
-    let mut put = |x: i64, y: i64, c: Rgb<u8>| {
+    )
+}
+
+/// Draw the rectangle rings at offsets `offsets` (0 = the box's edge, positive inwards) in `c`.
+fn rings(img: &mut RgbImage, b: [f32; 4], offsets: &[i64], c: Rgb<u8>) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let (x1, y1, x2, y2) = corners(b);
+    let mut put = |x: i64, y: i64| {
         if x >= 0 && y >= 0 && x < w && y < h {
             img.put_pixel(x as u32, y as u32, c);
         }
     };
-    // a dark 1 px contour outside and inside keeps the outline visible on any background
-    let dark = Rgb([20, 20, 20]);
-    for (t, c) in [(-1, dark), (2, dark), (0, col), (1, col)] {
-        for x in x1 - 1..=x2 + 1 {
-            put(x, y1 + t, c);
-            put(x, y2 - t, c);
+    for &t in offsets {
+        for x in x1 + t..=x2 - t {
+            put(x, y1 + t);
+            put(x, y2 - t);
         }
-        for y in y1 - 1..=y2 + 1 {
-            put(x1 + t, y, c);
-            put(x2 - t, y, c);
+        for y in y1 + t..=y2 - t {
+            put(x1 + t, y);
+            put(x2 - t, y);
         }
     }
+}
+
+/// The dark 1 px contour outside and inside a box's outline (keeps it visible on any background).
+fn contour(img: &mut RgbImage, b: [f32; 4]) {
+    rings(img, b, &[-1, 2], Rgb([20, 20, 20]));
+}
+
+/// Draw a rectangle outline (2 px, inside the box's corners) in the class colour, framed by dark
+/// 1 px lines, and its label (see [`label_origin`]).
+pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
+    contour(img, b);
+    rings(img, b, &[0, 1], class_colour(class));
     if !label.is_empty() {
-        let (lx, ly) = label_origin(w, h, x1, y1, label);
-        draw_label(img, lx, ly, label, col);
+        let (x1, y1, _, _) = corners(b);
+        let (lx, ly) = label_origin(img.width() as i64, img.height() as i64, x1, y1, label);
+        draw_label(img, lx, ly, label, class_colour(class));
     }
 }
 
@@ -653,8 +666,8 @@ pub fn draw_box(img: &mut RgbImage, b: [f32; 4], class: usize, label: &str) {
 pub type DrawnBox = ([f32; 4], usize, String);
 
 /// The annotated picture: the photo scaled up by [`display_scale`] (bilinear), the boxes mapped
-/// by the same factor (a photo coordinate `v` is drawn at `v * scale`), boxes first, then every
-/// label on top. Returns the picture and the factor.
+/// by the same factor (a photo coordinate `v` is drawn at `v * scale`): dark contours, labels,
+/// then the coloured outlines on top. Returns the picture and the factor.
 pub fn annotate(photo: &RgbImage, boxes: &[DrawnBox]) -> (RgbImage, u32) {
     let k = display_scale(photo.width(), photo.height());
     let mut img = if k == 1 {
@@ -663,13 +676,11 @@ pub fn annotate(photo: &RgbImage, boxes: &[DrawnBox]) -> (RgbImage, u32) {
         resize_bilinear(photo, photo.width() * k, photo.height() * k)
     };
     let kf = k as f32;
-    for (b, class, _) in boxes {
-        draw_box(
-            &mut img,
-            [b[0] * kf, b[1] * kf, b[2] * kf, b[3] * kf],
-            *class,
-            "",
-        );
+    let scaled = |b: &[f32; 4]| [b[0] * kf, b[1] * kf, b[2] * kf, b[3] * kf];
+    // every dark contour first, then the labels, then every coloured outline on top: each reported
+    // box stays visible all round (a label's 2 px padding takes its own box's edge)
+    for (b, _, _) in boxes {
+        contour(&mut img, scaled(b));
     }
     let (w, h) = (img.width() as i64, img.height() as i64);
     for (b, class, label) in boxes {
@@ -681,6 +692,9 @@ pub fn annotate(photo: &RgbImage, boxes: &[DrawnBox]) -> (RgbImage, u32) {
             label,
         );
         draw_label(&mut img, lx, ly, label, class_colour(*class));
+    }
+    for (b, class, _) in boxes {
+        rings(&mut img, scaled(b), &[0, 1], class_colour(*class));
     }
     (img, k)
 }
