@@ -644,14 +644,7 @@ where
                         mr["layout"].as_str().unwrap_or("?"),
                         mr["opset"],
                         mr["appended_nodes"],
-                        mr["outputs"]
-                            .as_array()
-                            .map(|a| a
-                                .iter()
-                                .filter_map(|x| x.as_str())
-                                .collect::<Vec<_>>()
-                                .join(", "))
-                            .unwrap_or_default()
+                        join_strs(&mr["outputs"])
                     );
                 }
             }
@@ -662,14 +655,7 @@ where
                     f["format"].as_str().unwrap_or("?"),
                     f["to_shape"].as_str().unwrap_or("?"),
                     f["from_shape"].as_str().unwrap_or("?"),
-                    f["prepended"]
-                        .as_array()
-                        .map(|a| a
-                            .iter()
-                            .filter_map(|x| x.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", "))
-                        .unwrap_or_default()
+                    join_strs(&f["prepended"])
                 );
             }
             if let Some(c) = v.get("check_text") {
@@ -1202,4 +1188,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The strings of a JSON array, joined with ", " (empty for anything else).
+fn join_strs(v: &serde_json::Value) -> String {
+    v.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
 }
