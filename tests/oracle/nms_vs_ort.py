@@ -112,15 +112,30 @@ def main():
         tmp = tempfile.TemporaryDirectory()
         dump = tmp.name
         env = dict(os.environ, POSTMERGE_ORACLE_DIR=dump)
-        env.setdefault("CARGO_TARGET_DIR", "/root/.cache/postmerge-target")
+        env.setdefault("CARGO_TARGET_DIR", os.path.expanduser("~/.cache/postmerge-target"))
+        env.setdefault("POSTMERGE_SHARED", os.path.abspath(SHARED))
         subprocess.run(
-            ["cargo", "test", "--quiet", "--test", "postprocess_ref", "dump_for_onnxruntime_oracle"],
+            ["cargo", "test", "--locked", "--quiet", "--test", "postprocess_ref", "dump_for_onnxruntime_oracle"],
             cwd=CRATE, env=env, check=True,
         )
     print(f"onnxruntime {ort.__version__}, numpy {np.__version__}")
     failures = 0
     total_runs = 0
-    for name in sorted(os.listdir(dump)):
+    # Never vacuous: every ref of a supported model (group `supported` of tests/shared_corpus.txt,
+    # the list the cargo half dumps) must be in the dump (the cargo half skips itself when
+    # POSTMERGE_SHARED is unset, which would leave the dump empty).
+    ref_dir = os.path.join(SHARED, "ref")
+    with open(os.path.join(CRATE, "tests", "shared_corpus.txt")) as f:
+        supported = [l.split()[1] for l in f if l.split()[:1] == ["supported"]]
+    expected = sorted(n for n in supported if os.path.exists(os.path.join(ref_dir, n, "raw.npy")))
+    dumped = sorted(os.listdir(dump))
+    missing = [n for n in expected if n not in dumped]
+    if len(expected) < 10 or missing:
+        print(f"error: the dump in {dump} lacks {len(missing)} of the {len(expected)} refs of supported models "
+              f"(tests/shared_corpus.txt): {missing[:5]} (is POSTMERGE_SHARED set for the cargo half?)", file=sys.stderr)
+        return 1
+    print(f"{len(dumped)} dumped refs (all {len(expected)} refs of the supported shared models)")
+    for name in dumped:
         d = os.path.join(dump, name)
         boxes = np.load(os.path.join(d, "boxes.npy"))
         scores = np.load(os.path.join(d, "scores.npy"))
@@ -155,6 +170,9 @@ def main():
         print(line[0])
         print("   " + "; ".join(l.strip() for l in line[1:]))
     print(f"{total_runs - failures}/{total_runs} NMS runs bit-identical to onnxruntime")
+    if total_runs == 0:
+        print("error: no NMS run was compared", file=sys.stderr)
+        failures += 1
     if tmp:
         tmp.cleanup()
     return 1 if failures else 0
