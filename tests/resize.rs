@@ -154,8 +154,10 @@ fn decoded_yolox_heads_are_regenerated_for_the_new_grid() {
             );
             let row = &got[i * 85..i * 85 + 4];
             for (k, want) in [cx, cy, w, h].iter().enumerate() {
+                // tract (resized decoded graph) vs the reference decode of onnxruntime's raw
+                // output: runtime noise only; measured worst 0.0088 px / 2.7e-4 relative
                 assert!(
-                    (row[k] - want).abs() <= 1e-3 * want.abs().max(1.0) + 0.05,
+                    (row[k] - want).abs() <= 1e-3 * want.abs().max(1.0),
                     "{stem} anchor {i} col {k}: {} vs {want}",
                     row[k]
                 );
