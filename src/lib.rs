@@ -19,5 +19,6 @@ pub mod passes;
 pub mod postprocess;
 pub mod resdep;
 pub mod run;
+pub mod ir;
 pub mod shape;
 pub mod tensor;

@@ -12,52 +12,17 @@
 use std::collections::HashMap;
 
 use anyhow::{bail, Result};
-use serde::Serialize;
+
+pub use crate::ir::validate::validate_structure;
+pub use crate::ir::value_info::{
+    declared_input, fmt_shape, make_vi, set_vi_shape, vi_dtype, vi_shape, Dim,
+};
 
 use crate::graph::{attr_f, attr_i, attr_ints, constant_node_value, describe, topo_order};
 use crate::model::Model;
-use crate::onnx::{
-    tensor_proto::DataType, type_proto, GraphProto, NodeProto, TensorShapeProto, ValueInfoProto,
-};
+use crate::onnx::{tensor_proto::DataType, NodeProto};
 use crate::tensor::dtype_name;
 use crate::tensor::{numel, Values};
-
-/// One dimension: a number or a symbol (e.g. `batch`, or `N` for data-dependent sizes).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(untagged)]
-pub enum Dim {
-    Known(i64),
-    Sym(String),
-}
-
-impl Dim {
-    pub fn known(&self) -> Option<i64> {
-        match self {
-            Dim::Known(v) => Some(*v),
-            Dim::Sym(_) => None,
-        }
-    }
-}
-
-impl std::fmt::Display for Dim {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Dim::Known(v) => write!(f, "{v}"),
-            Dim::Sym(s) => write!(f, "{s}"),
-        }
-    }
-}
-
-/// Render a shape as `[1,3,640,640]`.
-pub fn fmt_shape(s: &[Dim]) -> String {
-    format!(
-        "[{}]",
-        s.iter()
-            .map(|d| d.to_string())
-            .collect::<Vec<_>>()
-            .join(",")
-    )
-}
 
 /// What is known about one tensor.
 #[derive(Debug, Clone, Default)]
@@ -145,94 +110,11 @@ impl Shapes {
     }
 }
 
-/// Shape of a declared value_info (`None` when it carries no tensor shape).
-pub fn vi_shape(v: &ValueInfoProto) -> Option<Vec<Dim>> {
-    let tt = match v.r#type.as_ref()?.value.as_ref()? {
-        type_proto::Value::TensorType(t) => t,
-        _ => return None,
-    };
-    let shape = tt.shape.as_ref()?;
-    Some(
-        shape
-            .dim
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match &d.value {
-                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimValue(x)) => {
-                    Dim::Known(*x)
-                }
-                Some(crate::onnx::tensor_shape_proto::dimension::Value::DimParam(p)) => {
-                    Dim::Sym(p.clone())
-                }
-                None => Dim::Sym(format!("{}_dim{i}", v.name())),
-            })
-            .collect(),
-    )
-}
-
-/// Element type of a declared value_info.
-pub fn vi_dtype(v: &ValueInfoProto) -> Option<i32> {
-    match v.r#type.as_ref()?.value.as_ref()? {
-        type_proto::Value::TensorType(t) => t.elem_type,
-        _ => None,
-    }
-}
-
-/// Set the tensor shape of a value_info (keeps everything else).
-pub fn set_vi_shape(v: &mut ValueInfoProto, shape: &[Dim]) {
-    use crate::onnx::tensor_shape_proto::{dimension::Value as DV, Dimension};
-    let t = v.r#type.get_or_insert_with(Default::default);
-    if !matches!(t.value, Some(type_proto::Value::TensorType(_))) {
-        t.value = Some(type_proto::Value::TensorType(Default::default()));
-    }
-    if let Some(type_proto::Value::TensorType(tt)) = &mut t.value {
-        let old = tt.shape.take().unwrap_or_default();
-        let dims = shape
-            .iter()
-            .enumerate()
-            .map(|(i, d)| {
-                let mut nd: Dimension = old.dim.get(i).cloned().unwrap_or_default();
-                nd.value = Some(match d {
-                    Dim::Known(x) => DV::DimValue(*x),
-                    Dim::Sym(s) => DV::DimParam(s.clone()),
-                });
-                nd
-            })
-            .collect();
-        tt.shape = Some(TensorShapeProto { dim: dims });
-    }
-}
-
-/// A value_info with dtype and shape.
-pub fn make_vi(name: &str, dtype: i32, shape: &[Dim]) -> ValueInfoProto {
-    let mut v = ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(crate::onnx::TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(dtype),
-                shape: None,
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    set_vi_shape(&mut v, shape);
-    v
-}
-
 /// Infer shapes for the whole graph. `input_override` replaces declared input shapes (for
 /// re-specialization). Declared value_info is not trusted (it may be stale); graph inputs and
 /// initializers are the ground truth.
 pub fn infer(model: &Model, input_override: &HashMap<String, Vec<Dim>>) -> Result<Shapes> {
     infer_limited(model, input_override, SHAPE_FLOAT_VALUES)
-}
-
-/// Refuse a graph that cannot be a valid model, first half: every tensor read is defined, and
-/// there is no cycle. Callers recognize the head next (its messages are the more specific ones),
-/// then call [`validate_nodes`].
-pub fn validate_structure(model: &Model) -> Result<()> {
-    crate::graph::check_references(model.graph())?;
-    topo_order(model.graph()).map(|_| ())
 }
 
 /// Second half (after [`validate_structure`]): no node whose shape cannot be inferred because of
@@ -1723,11 +1605,6 @@ pub fn output_shapes(model: &Model, shapes: &Shapes) -> Vec<(String, Option<Vec<
         .iter()
         .map(|o| (o.name().to_string(), shapes.shape(o.name()).cloned()))
         .collect()
-}
-
-/// Declared shape of graph input `name`.
-pub fn declared_input(g: &GraphProto, name: &str) -> Option<Vec<Dim>> {
-    g.input.iter().find(|i| i.name() == name).and_then(vi_shape)
 }
 
 /// Sanity: attribute float getter used by callers that mirror shape rules.
