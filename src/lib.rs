@@ -19,5 +19,8 @@ pub mod passes;
 pub mod postprocess;
 pub mod resdep;
 pub mod run;
-pub mod shape;
+// shape inference (`infer`, old path `shape`) and the IR pieces it split off
+pub mod infer;
+pub mod ir;
+pub use infer as shape;
 pub mod tensor;
