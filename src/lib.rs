@@ -18,6 +18,7 @@ pub mod npy;
 pub mod passes;
 pub mod postprocess;
 pub mod resdep;
+pub mod resolution;
 pub mod run;
 pub mod shape;
 pub mod tensor;
