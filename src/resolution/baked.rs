@@ -373,3 +373,51 @@ fn small_ints(cx: &RewriteCx, v: &[i64], shape_operand: bool) -> Option<(&'stati
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::BAKED_PATTERNS;
+
+    /// The generator the table replaced (passes/resize.rs `anchor_pattern`), kept as the oracle.
+    fn anchor_pattern(grids: &[(i64, i64, i64)], kind: &str) -> Vec<f64> {
+        let mut v = Vec::new();
+        for &(s, gh, gw) in grids {
+            for y in 0..gh {
+                for x in 0..gw {
+                    match kind {
+                        "per-anchor strides" => v.push(s as f64),
+                        "anchor indices" => v.push(v.len() as f64),
+                        "xy" => v.extend([x as f64, y as f64]),
+                        "xy+0.5" => v.extend([x as f64 + 0.5, y as f64 + 0.5]),
+                        "xy+0.5*s" => {
+                            v.extend([(x as f64 + 0.5) * s as f64, (y as f64 + 0.5) * s as f64])
+                        }
+                        _ => unreachable!("{kind}"),
+                    }
+                }
+            }
+        }
+        v
+    }
+
+    #[test]
+    fn patterns_are_the_old_generators_in_the_old_order() {
+        let grids = [(8, 4, 5), (16, 2, 3), (32, 1, 2)];
+        let names: Vec<&str> = BAKED_PATTERNS.iter().map(|b| b.what).collect();
+        assert_eq!(
+            names,
+            [
+                "per-anchor strides",
+                "anchor indices",
+                "xy",
+                "xy+0.5",
+                "xy+0.5*s"
+            ]
+        );
+        for b in BAKED_PATTERNS {
+            let v = (b.values)(&grids);
+            assert_eq!(v, anchor_pattern(&grids, b.what), "{}", b.what);
+            assert_eq!(v.len(), 28 * b.per_anchor, "{}", b.what);
+        }
+    }
+}
