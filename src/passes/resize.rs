@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::graph::{describe, topo_order, GraphIndex};
-use crate::head::{recognize, Family};
+use crate::head::{recognize, Family, Head};
 use crate::model::Model;
 use crate::onnx::GraphProto;
 use crate::resolution::{grids, rule_for, spatial, RewriteCx};
@@ -93,53 +93,16 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         head.width.context("no static input width")?,
     );
     let (h1, w1) = (opts.height, opts.width);
-    let max_stride = *head.strides.iter().max().unwrap_or(&32);
-    if h1 <= 0 || w1 <= 0 {
-        bail!("size {h1}x{w1}: height and width must be positive");
-    }
-    if h1 > MAX_SIDE || w1 > MAX_SIDE {
-        bail!("size {h1}x{w1}: larger than {MAX_SIDE} on a side (a model that large is almost certainly a typo)");
-    }
-    if h1 % max_stride != 0 || w1 % max_stride != 0 {
-        bail!(
-            "size {h1}x{w1}: height and width must be multiples of the largest stride {max_stride} of this model ({}); e.g. {}x{}",
-            head.family.label(),
-            (h1 / max_stride).max(1) * max_stride,
-            (w1 / max_stride).max(1) * max_stride
-        );
-    }
+    check_size(&head, h1, w1)?;
     // A symbolic batch is walked at the batch the exporter traced with (the number its Reshapes
     // baked), so that the constants baked from it are found and re-derived like any other.
     let traced = match &head.batch {
         Dim::Sym(_) => Some(traced_batch(m, &head)?),
         Dim::Known(_) => None,
     };
-    let s0 = match traced {
-        Some(tb) => {
-            let mut at = head.input_shape.clone();
-            at[0] = Dim::Known(tb);
-            infer(m, &HashMap::from([(head.input.clone(), at)]))?
-        }
-        None => infer(m, &HashMap::new())?,
-    };
-    // a malformed node (shape::validate_nodes) is reported as such, before "cannot explain"
-    if let Some(d) = s0.defects.first() {
-        bail!("{d}");
-    }
-    if !s0.unknown.is_empty() {
-        bail!("shape inference at the original size failed, so baked constants cannot be explained: {}", s0.unknown[0]);
-    }
+    let s0 = old_shapes(m, &head, traced)?;
     let b0 = head.batch.clone();
-    let b1 = match &opts.batch {
-        None => b0.clone(),
-        Some(BatchSpec::Static(b)) if *b > crate::head::MAX_BATCH => bail!(
-            "batch {b} is larger than {} (a batch that large is almost certainly a typo)",
-            crate::head::MAX_BATCH
-        ),
-        Some(BatchSpec::Static(b)) if *b >= 1 => Dim::Known(*b),
-        Some(BatchSpec::Static(b)) => bail!("batch {b} must be at least 1"),
-        Some(BatchSpec::Dynamic) => Dim::Sym("batch".into()),
-    };
+    let b1 = new_batch(&b0, opts.batch.as_ref())?;
     let mut notes = Vec::new();
     let g0 = grids(&head.strides, h0, w0);
     let g1 = grids(&head.strides, h1, w1);
@@ -147,50 +110,20 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     let n1: i64 = g1.iter().map(|(_, a, b)| a * b).sum();
 
     let order = topo_order(m.graph())?;
-    let mut pos: HashMap<String, i64> = HashMap::new();
-    for (p, &i) in order.iter().enumerate() {
-        for o in &m.graph().node[i].output {
-            pos.insert(o.clone(), p as i64);
-        }
-    }
     if let Some(tb) = traced {
         notes.push(format!(
             "the input declares a symbolic batch `{b0}`; the graph was walked at the traced batch {tb} (the batch its baked constants were computed for)"
         ));
     }
-    let mut maps: Vec<(i64, String, (i64, i64))> = Vec::new();
-    maps.push((-1, head.input.clone(), (h0, w0)));
-    for &i in &order {
-        for o in &m.graph().node[i].output {
-            if let Some(sp) = s0.shape(o).and_then(|s| spatial(s)) {
-                maps.push((pos[o], o.clone(), sp));
-            }
-        }
-    }
     let mut new_input = head.input_shape.clone();
     new_input[0] = b1.clone();
     new_input[2] = Dim::Known(h1);
     new_input[3] = Dim::Known(w1);
-    let mut s1 = Shapes::default();
-    for i in &m.graph().input {
-        let mut info = s0.get(i.name()).cloned().unwrap_or_default();
-        if i.name() == head.input {
-            info.shape = Some(new_input.clone());
-        }
-        s1.map.insert(i.name().to_string(), info);
-    }
-    for t in &m.graph().initializer {
-        if let Some(info) = s0.get(t.name()) {
-            s1.map
-                .entry(t.name().to_string())
-                .or_insert_with(|| info.clone());
-        }
-    }
     let mut cx = RewriteCx {
         s0: &s0,
         ix: std::rc::Rc::new(GraphIndex::build(m.graph())),
-        s1,
-        maps,
+        s1: new_start(m, &head, &s0, &new_input),
+        maps: feature_maps(m, &head, &s0, &order, (h0, w0)),
         g0,
         g1,
         n0,
@@ -198,67 +131,9 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         rewrites: Vec::new(),
         done: HashMap::new(),
     };
-
-    for (p, &ni) in order.iter().enumerate() {
-        let before: Vec<String> = cx.done.keys().cloned().collect();
-        let rule = rule_for(m.graph().node[ni].op_type());
-        (rule.rewrite)(m, &mut cx, ni, p as i64)?;
-        // constants just rewritten may feed already-inferred helpers of this node (the Concat that
-        // assembles a Resize `sizes`, a Cast, an Unsqueeze): infer those again
-        let changed: Vec<String> = cx
-            .done
-            .keys()
-            .filter(|k| !before.contains(k))
-            .cloned()
-            .collect();
-        if !changed.is_empty() {
-            let ix = cx.ix.clone();
-            refresh_inputs(m.graph(), &ix, &mut cx.s1, ni, &changed, 3)?;
-        }
-        let g = m.graph();
-        let n = &g.node[ni];
-        let outs =
-            infer_node(n, &cx.s1).with_context(|| format!("at {}x{}: {}", h1, w1, describe(n)))?;
-        for (o, info) in n.output.iter().zip(outs) {
-            cx.s1.map.insert(o.clone(), info);
-        }
-    }
-    // declared shapes
+    walk(m, &mut cx, &order, (h1, w1))?;
     let s1 = cx.s1;
-    let g = m.graph_mut();
-    for v in g.input.iter_mut() {
-        if v.name() == head.input {
-            set_vi_shape(v, &new_input);
-        }
-    }
-    for v in g.output.iter_mut() {
-        match s1.shape(v.name()) {
-            Some(s) => set_vi_shape(v, &s.clone()),
-            None => bail!(
-                "the shape of output `{}` at {h1}x{w1} cannot be inferred",
-                v.name()
-            ),
-        }
-    }
-    let mut dropped = 0;
-    for v in g.value_info.iter_mut() {
-        match s1.shape(v.name()) {
-            Some(s) => set_vi_shape(v, &s.clone()),
-            None => {
-                if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
-                    v.r#type.as_mut().and_then(|t| t.value.as_mut())
-                {
-                    if tt.shape.is_some() {
-                        tt.shape = None;
-                        dropped += 1;
-                    }
-                }
-            }
-        }
-    }
-    if dropped > 0 {
-        notes.push(format!("{dropped} value_info shapes could not be inferred at the new size and were removed (not made up)"));
-    }
+    declare_shapes(m, &head, &new_input, &s1, (h1, w1), &mut notes)?;
     if let Dim::Sym(sy) = &b1 {
         notes.push(format!(
             "batch is symbolic (`{sy}`); height and width are fixed at {h1}x{w1}"
@@ -290,6 +165,184 @@ pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
         rewrites: cx.rewrites,
         notes,
     })
+}
+
+/// The new size must be positive, sane, and a multiple of the head's largest stride.
+fn check_size(head: &Head, h1: i64, w1: i64) -> Result<()> {
+    let max_stride = *head.strides.iter().max().unwrap_or(&32);
+    if h1 <= 0 || w1 <= 0 {
+        bail!("size {h1}x{w1}: height and width must be positive");
+    }
+    if h1 > MAX_SIDE || w1 > MAX_SIDE {
+        bail!("size {h1}x{w1}: larger than {MAX_SIDE} on a side (a model that large is almost certainly a typo)");
+    }
+    if h1 % max_stride != 0 || w1 % max_stride != 0 {
+        bail!(
+            "size {h1}x{w1}: height and width must be multiples of the largest stride {max_stride} of this model ({}); e.g. {}x{}",
+            head.family.label(),
+            (h1 / max_stride).max(1) * max_stride,
+            (w1 / max_stride).max(1) * max_stride
+        );
+    }
+    Ok(())
+}
+
+/// Inference at the old size (at the `traced` batch when the batch is symbolic); every node must
+/// be inferred, or the baked constants cannot be explained.
+fn old_shapes(m: &Model, head: &Head, traced: Option<i64>) -> Result<Shapes> {
+    let s0 = match traced {
+        Some(tb) => {
+            let mut at = head.input_shape.clone();
+            at[0] = Dim::Known(tb);
+            infer(m, &HashMap::from([(head.input.clone(), at)]))?
+        }
+        None => infer(m, &HashMap::new())?,
+    };
+    // a malformed node (shape::validate_nodes) is reported as such, before "cannot explain"
+    if let Some(d) = s0.defects.first() {
+        bail!("{d}");
+    }
+    if !s0.unknown.is_empty() {
+        bail!("shape inference at the original size failed, so baked constants cannot be explained: {}", s0.unknown[0]);
+    }
+    Ok(s0)
+}
+
+/// The batch of the result.
+fn new_batch(b0: &Dim, batch: Option<&BatchSpec>) -> Result<Dim> {
+    Ok(match batch {
+        None => b0.clone(),
+        Some(BatchSpec::Static(b)) if *b > crate::head::MAX_BATCH => bail!(
+            "batch {b} is larger than {} (a batch that large is almost certainly a typo)",
+            crate::head::MAX_BATCH
+        ),
+        Some(BatchSpec::Static(b)) if *b >= 1 => Dim::Known(*b),
+        Some(BatchSpec::Static(b)) => bail!("batch {b} must be at least 1"),
+        Some(BatchSpec::Dynamic) => Dim::Sym("batch".into()),
+    })
+}
+
+/// Rank-4 tensors (the input first) with their topological position and old spatial dims.
+fn feature_maps(
+    m: &Model,
+    head: &Head,
+    s0: &Shapes,
+    order: &[usize],
+    (h0, w0): (i64, i64),
+) -> Vec<(i64, String, (i64, i64))> {
+    // a tensor's position is that of its (last) producer
+    let mut pos: HashMap<&str, i64> = HashMap::new();
+    for (p, &i) in order.iter().enumerate() {
+        for o in &m.graph().node[i].output {
+            pos.insert(o, p as i64);
+        }
+    }
+    let mut maps: Vec<(i64, String, (i64, i64))> = vec![(-1, head.input.clone(), (h0, w0))];
+    for &i in order {
+        for o in &m.graph().node[i].output {
+            if let Some(sp) = s0.shape(o).and_then(|s| spatial(s)) {
+                maps.push((pos[o.as_str()], o.clone(), sp));
+            }
+        }
+    }
+    maps
+}
+
+/// The walk's starting point at the new size: graph inputs (the head input at `new_input`) and
+/// initializers.
+fn new_start(m: &Model, head: &Head, s0: &Shapes, new_input: &[Dim]) -> Shapes {
+    let mut s1 = Shapes::default();
+    for i in &m.graph().input {
+        let mut info = s0.get(i.name()).cloned().unwrap_or_default();
+        if i.name() == head.input {
+            info.shape = Some(new_input.to_vec());
+        }
+        s1.map.insert(i.name().to_string(), info);
+    }
+    for t in &m.graph().initializer {
+        if let Some(info) = s0.get(t.name()) {
+            s1.map
+                .entry(t.name().to_string())
+                .or_insert_with(|| info.clone());
+        }
+    }
+    s1
+}
+
+/// Walk the graph in topological order: each node's resolution rule rewrites what it bakes, then
+/// the node is inferred at the new size.
+fn walk(m: &mut Model, cx: &mut RewriteCx, order: &[usize], (h1, w1): (i64, i64)) -> Result<()> {
+    for (p, &ni) in order.iter().enumerate() {
+        let before: Vec<String> = cx.done.keys().cloned().collect();
+        let rule = rule_for(m.graph().node[ni].op_type());
+        (rule.rewrite)(m, cx, ni, p as i64)?;
+        // constants just rewritten may feed already-inferred helpers of this node (the Concat that
+        // assembles a Resize `sizes`, a Cast, an Unsqueeze): infer those again
+        let changed: Vec<String> = cx
+            .done
+            .keys()
+            .filter(|k| !before.contains(k))
+            .cloned()
+            .collect();
+        if !changed.is_empty() {
+            let ix = cx.ix.clone();
+            refresh_inputs(m.graph(), &ix, &mut cx.s1, ni, &changed, 3)?;
+        }
+        let n = &m.graph().node[ni];
+        let outs =
+            infer_node(n, &cx.s1).with_context(|| format!("at {}x{}: {}", h1, w1, describe(n)))?;
+        for (o, info) in n.output.iter().zip(outs) {
+            cx.s1.map.insert(o.clone(), info);
+        }
+    }
+    Ok(())
+}
+
+/// Write the new shapes into the input, the outputs and value_info (a value_info shape that
+/// cannot be inferred is removed, and counted in `notes`).
+fn declare_shapes(
+    m: &mut Model,
+    head: &Head,
+    new_input: &[Dim],
+    s1: &Shapes,
+    (h1, w1): (i64, i64),
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let g = m.graph_mut();
+    for v in g.input.iter_mut() {
+        if v.name() == head.input {
+            set_vi_shape(v, new_input);
+        }
+    }
+    for v in g.output.iter_mut() {
+        match s1.shape(v.name()) {
+            Some(s) => set_vi_shape(v, &s.clone()),
+            None => bail!(
+                "the shape of output `{}` at {h1}x{w1} cannot be inferred",
+                v.name()
+            ),
+        }
+    }
+    let mut dropped = 0;
+    for v in g.value_info.iter_mut() {
+        match s1.shape(v.name()) {
+            Some(s) => set_vi_shape(v, &s.clone()),
+            None => {
+                if let Some(crate::onnx::type_proto::Value::TensorType(tt)) =
+                    v.r#type.as_mut().and_then(|t| t.value.as_mut())
+                {
+                    if tt.shape.is_some() {
+                        tt.shape = None;
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+    }
+    if dropped > 0 {
+        notes.push(format!("{dropped} value_info shapes could not be inferred at the new size and were removed (not made up)"));
+    }
+    Ok(())
 }
 
 /// Why a graph that declares a symbolic batch does not run at some of `batches`: the first node
