@@ -18,6 +18,7 @@ pub mod npy;
 pub mod passes;
 pub mod postprocess;
 pub mod resdep;
+pub mod resolution;
 pub mod run;
 // shape inference (`infer`, old path `shape`) and the IR pieces it split off
 pub mod infer;
