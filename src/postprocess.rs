@@ -29,30 +29,8 @@ use crate::npy::{Npy, NpyData};
 // Head description and decode
 // ---------------------------------------------------------------------------------------------
 
-/// Which raw head layout a model's output has (SPEC §1). All three are `[B, N, 5+C]` with
-/// objectness in column 4 and class probabilities (after sigmoid) in columns 5…
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HeadKind {
-    /// YOLOX official export (`decode_in_inference=False`): columns 0-1 are raw offsets in grid
-    /// units, 2-3 are log-sizes; [`decode`] adds the grid, exponentiates and scales by the stride.
-    YoloxRaw,
-    /// YOLOX exported with `--decode_in_inference`: columns 0-3 are cx, cy, w, h in input pixels.
-    YoloxDecoded,
-    /// Gold-YOLO / YOLOv6 v3: columns 0-3 are cx, cy, w, h in input pixels, column 4 is a constant
-    /// 1.0 (it is still multiplied in, as the official code does).
-    GoldYolo,
-}
-
-impl HeadKind {
-    /// A short stable name (`yolox-raw`, `yolox-decoded`, `gold-yolo`).
-    pub fn name(self) -> &'static str {
-        match self {
-            HeadKind::YoloxRaw => "yolox-raw",
-            HeadKind::YoloxDecoded => "yolox-decoded",
-            HeadKind::GoldYolo => "gold-yolo",
-        }
-    }
-}
+/// Which raw head layout a model's output has: the detector family ([`crate::families::Family`]).
+pub use crate::families::Family as HeadKind;
 
 /// Everything [`decode`] needs to know about a head besides its output tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,208 @@
+//! Detector families: one file per family holding everything family-specific, behind
+//! [`DetectorFamily`], and the registry [`FAMILIES`].
+//!
+//! A family is identified by its [`Family`] id (the `--family` / serde / merge-record id:
+//! `yolox-raw`, `yolox-decoded`, `gold-yolo`); [`Family::def`] resolves an id to its definition.
+//! Code outside this module never matches on a family: it asks the definition.
+//!
+//! "Already merged" and "TensorRT plugin" are states of a graph, not families: [`Recognized`]
+//! says which of them [`recognize`] found (or which family's raw head).
+//!
+//! Adding a family: its file here, its variant and one registry arm in [`Family::def`] (plus its
+//! place in the recognition order [`FAMILIES`]), and its tests.
+
+use anyhow::Result;
+use serde::{Serialize, Serializer};
+
+use crate::graph::GraphIndex;
+use crate::model::Model;
+
+pub mod common;
+pub mod gold_yolo;
+pub mod yolox;
+
+pub use crate::head::recognize;
+
+/// A registered detector family (its id). `postprocess::HeadKind` is this type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Family {
+    /// YOLOX raw head: xy offsets in grid units, log-size wh, sigmoid obj and cls.
+    YoloxRaw,
+    /// YOLOX with `--decode_in_inference`: cx, cy, w, h already in pixels.
+    YoloxDecoded,
+    /// Gold-YOLO / YOLOv6 v3: decoded cx, cy, w, h in pixels, column 4 constant 1.
+    GoldYolo,
+}
+
+/// The families in recognition order: the first whose rule matches a head decides.
+pub const FAMILIES: &[Family] = &[Family::GoldYolo, Family::YoloxDecoded, Family::YoloxRaw];
+
+impl Family {
+    /// The registry: a family id's definition.
+    pub fn def(self) -> &'static dyn DetectorFamily {
+        match self {
+            Family::YoloxRaw => &yolox::RAW,
+            Family::YoloxDecoded => &yolox::DECODED,
+            Family::GoldYolo => &gold_yolo::GOLD_YOLO,
+        }
+    }
+
+    /// The stable id (`yolox-raw`, `yolox-decoded`, `gold-yolo`).
+    pub fn id(self) -> &'static str {
+        self.def().id()
+    }
+
+    /// The stable id (the old `HeadKind::name`).
+    pub fn name(self) -> &'static str {
+        self.id()
+    }
+
+    /// `inspect`'s one-line description.
+    pub fn label(self) -> &'static str {
+        self.def().label()
+    }
+
+    /// The family with this id.
+    pub fn from_id(id: &str) -> Option<Family> {
+        FAMILIES.iter().copied().find(|f| f.id() == id)
+    }
+}
+
+/// A candidate head output, as recognition hands it to each family's rule.
+pub struct Candidate<'a> {
+    pub model: &'a Model,
+    pub index: &'a GraphIndex,
+    /// The output's name.
+    pub output: &'a str,
+    /// Node indices of the output's ancestors (sorted).
+    pub ancestors: &'a [usize],
+    /// "N = … for strides … at HxW", for the rule text.
+    pub strides_txt: &'a str,
+}
+
+/// What a family is: everything family-specific, behind one trait (one implementation per file).
+pub trait DetectorFamily: Sync {
+    /// Its id in the registry.
+    fn family(&self) -> Family;
+    /// The stable id: `--family`, the merge record, serde.
+    fn id(&self) -> &'static str;
+    /// `inspect`'s one-liner.
+    fn label(&self) -> &'static str;
+    /// Graph rule: is this candidate output this family's head? `Some(rule text naming nodes)`.
+    fn recognize(&self, cand: &Candidate<'_>) -> Result<Option<String>>;
+}
+
+/// What recognition found in a graph: a registered family's raw head, or a state of the graph.
+/// `head::Family` is this type (its old variants are the associated constants below).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Recognized {
+    /// The raw (un-merged) head of a registered family.
+    Raw(Family),
+    /// NMS already in the graph (ours, PINTO's, YOLOv6 `--end2end --ort`).
+    Merged,
+    /// TensorRT plugin NMS (EfficientNMS_TRT & co): not runnable by ONNX runtimes.
+    TrtPlugin,
+}
+
+#[allow(non_upper_case_globals)]
+impl Recognized {
+    /// The old `head::Family::YoloxRaw`.
+    pub const YoloxRaw: Recognized = Recognized::Raw(Family::YoloxRaw);
+    /// The old `head::Family::YoloxDecoded`.
+    pub const YoloxDecoded: Recognized = Recognized::Raw(Family::YoloxDecoded);
+    /// The old `head::Family::GoldYolo`.
+    pub const GoldYolo: Recognized = Recognized::Raw(Family::GoldYolo);
+}
+
+impl Recognized {
+    /// The family of a raw head, `None` for a merged or TensorRT graph.
+    pub fn family(self) -> Option<Family> {
+        match self {
+            Recognized::Raw(f) => Some(f),
+            Recognized::Merged | Recognized::TrtPlugin => None,
+        }
+    }
+
+    /// The id `inspect --json` reports: the family id, `merged` or `trt-plugin`.
+    pub fn id(self) -> &'static str {
+        match self {
+            Recognized::Raw(f) => f.id(),
+            Recognized::Merged => "merged",
+            Recognized::TrtPlugin => "trt-plugin",
+        }
+    }
+
+    /// `inspect`'s one-line description.
+    pub fn label(self) -> &'static str {
+        match self {
+            Recognized::Raw(f) => f.label(),
+            Recognized::Merged => "already merged (NonMaxSuppression in the graph)",
+            Recognized::TrtPlugin => "TensorRT plugin NMS graph",
+        }
+    }
+}
+
+impl From<Family> for Recognized {
+    fn from(f: Family) -> Recognized {
+        Recognized::Raw(f)
+    }
+}
+
+impl PartialEq<Family> for Recognized {
+    fn eq(&self, other: &Family) -> bool {
+        *self == Recognized::Raw(*other)
+    }
+}
+
+impl Serialize for Recognized {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.id())
+    }
+}
+
+/// A family id, or a recognition outcome that names one (the image and frame helpers take
+/// either, so the old `head::Family` values keep working).
+pub trait AsFamily: Copy {
+    /// The family, or why there is none.
+    fn as_family(self) -> Result<Family>;
+}
+
+impl AsFamily for Family {
+    fn as_family(self) -> Result<Family> {
+        Ok(self)
+    }
+}
+
+impl AsFamily for Recognized {
+    fn as_family(self) -> Result<Family> {
+        self.family()
+            .ok_or_else(|| anyhow::anyhow!("{} is not a detector family", self.label()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_is_consistent() {
+        for (i, &f) in FAMILIES.iter().enumerate() {
+            assert_eq!(f.def().family(), f);
+            assert_eq!(serde_json::to_value(f).unwrap(), f.id());
+            assert_eq!(Family::from_id(f.id()), Some(f));
+            assert!(!FAMILIES[..i].contains(&f), "{} registered twice", f.id());
+        }
+        for f in [Family::YoloxRaw, Family::YoloxDecoded, Family::GoldYolo] {
+            assert!(FAMILIES.contains(&f), "{} not in FAMILIES", f.id());
+        }
+        assert_eq!(
+            serde_json::to_value(Recognized::Merged).unwrap(),
+            "merged"
+        );
+        assert_eq!(
+            serde_json::to_value(Recognized::TrtPlugin).unwrap(),
+            "trt-plugin"
+        );
+    }
+}
