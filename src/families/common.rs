@@ -1,4 +1,9 @@
-//! Helpers shared by the families: stride sets and grid arithmetic.
+//! Helpers shared by the families: stride sets and grid arithmetic, and the `[B, N, 5+C]` row
+//! decode (corners from cx, cy, w, h; scores = objectness × class) in plain Rust.
+
+use anyhow::{anyhow, ensure, Result};
+
+use crate::postprocess::{DecodeOptions, Decoded, HeadSpec};
 
 /// Which stride sets a head may use.
 pub const STRIDE_SETS: [&[i64]; 2] = [&[8, 16, 32], &[8, 16, 32, 64]];
@@ -16,6 +21,84 @@ pub fn strides_for(n: i64, h: i64, w: i64) -> Option<Vec<i64>> {
         .iter()
         .find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && grid_total(ss, h, w) == Some(n))
         .map(|s| s.to_vec())
+}
+
+fn too_large() -> anyhow::Error {
+    anyhow!("tensor dimensions overflow")
+}
+
+/// Checks that `raw` holds `batch` × `n` rows of 5 + C values; returns the row length.
+pub fn check_rows(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<usize> {
+    let row = spec.row_len()?;
+    let bn = batch.checked_mul(n).ok_or_else(too_large)?;
+    let expected = bn.checked_mul(row).ok_or_else(too_large)?;
+    ensure!(
+        raw.len() == expected,
+        "raw head output has {} values, expected B*N*(5+C) = {batch}*{n}*{row} = {expected}",
+        raw.len()
+    );
+    Ok(row)
+}
+
+/// The row decode of `[B, N, 5+C]` heads with objectness in column 4 (rows checked by
+/// [`check_rows`]): `xywh(k, row)` gives the (cx, cy, w, h) of flat row `k`, then
+///
+/// ```text
+/// x1 = cx - w * 0.5    y1 = cy - h * 0.5    x2 = cx + w * 0.5    y2 = cy + h * 0.5
+/// score[c] = obj * cls[c]                                  // column 4 × column 5+c
+/// ```
+pub fn decode_rows(
+    raw: &[f32],
+    batch: usize,
+    n: usize,
+    spec: &HeadSpec,
+    mut xywh: impl FnMut(usize, [f32; 4]) -> Result<[f32; 4]>,
+) -> Result<Decoded> {
+    let row = check_rows(raw, batch, n, spec)?;
+    let c = spec.num_classes;
+    let bn = batch.checked_mul(n).ok_or_else(too_large)?;
+    let mut boxes = Vec::with_capacity(bn * 4);
+    let mut scores = Vec::with_capacity(bn * c);
+    let mut objectness = Vec::with_capacity(bn);
+    let mut class_probs = Vec::with_capacity(bn * c);
+    for (k, r) in raw.chunks_exact(row).enumerate() {
+        let (head, cls) = r.split_at(5);
+        let obj = head[4];
+        let [cx, cy, w, h] = xywh(k, [head[0], head[1], head[2], head[3]])?;
+        boxes.extend_from_slice(&[cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5]);
+        objectness.push(obj);
+        scores.extend(cls.iter().map(|&p| obj * p));
+        class_probs.extend_from_slice(cls);
+    }
+    Ok(Decoded {
+        batch,
+        num_boxes: n,
+        num_classes: c,
+        boxes,
+        scores,
+        objectness,
+        class_probs,
+    })
+}
+
+/// Decoded heads (cx, cy, w, h in input pixels in columns 0-3): the columns as given, `|w|, |h|`
+/// with `opts.order_corners` (so `x1 <= x2`, `y1 <= y2`; for a negative `w` this gives exactly
+/// the swapped pair of the plain formula, and ONNX NonMaxSuppression orders each box's corners
+/// itself, so the selections are identical).
+pub fn decode_cxcywh(
+    raw: &[f32],
+    batch: usize,
+    n: usize,
+    spec: &HeadSpec,
+    opts: DecodeOptions,
+) -> Result<Decoded> {
+    decode_rows(raw, batch, n, spec, |_, [c0, c1, c2, c3]| {
+        Ok(if opts.order_corners {
+            [c0, c1, c2.abs(), c3.abs()]
+        } else {
+            [c0, c1, c2, c3]
+        })
+    })
 }
 
 #[cfg(test)]

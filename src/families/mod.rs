@@ -16,6 +16,7 @@ use serde::{Serialize, Serializer};
 
 use crate::graph::GraphIndex;
 use crate::model::Model;
+use crate::postprocess::{Decoded, DecodeOptions, HeadSpec, Selection};
 
 pub mod common;
 pub mod gold_yolo;
@@ -91,6 +92,43 @@ pub trait DetectorFamily: Sync {
     fn label(&self) -> &'static str;
     /// Graph rule: is this candidate output this family's head? `Some(rule text naming nodes)`.
     fn recognize(&self, cand: &Candidate<'_>) -> Result<Option<String>>;
+    /// What the raw output means.
+    fn raw(&self) -> RawLayout;
+    /// The reference decode: the raw head output (flat, C order) → corner boxes and scores, the
+    /// same arithmetic as the decode `merge` appends ([`DecodeOptions::MERGED`]) or as the
+    /// upstream project computes it ([`DecodeOptions::OFFICIAL`]). Errors, never panics, on
+    /// inconsistent sizes.
+    fn decode(
+        &self,
+        raw: &[f32],
+        batch: usize,
+        n: usize,
+        spec: &HeadSpec,
+        opts: DecodeOptions,
+    ) -> Result<Decoded>;
+    /// The upstream project's own post-process (the one its `dets.json` references come from)
+    /// at score threshold `conf` and IoU threshold `iou`.
+    fn official(&self, d: &Decoded, conf: f32, iou: f32) -> Result<Vec<Selection>>;
+}
+
+/// How a raw head output is laid out (the families of today: `[B, N, 5+C]` rows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawLayout {
+    /// Box encoding of the first four columns.
+    pub boxes: BoxEncoding,
+    /// Column of the objectness score (`None`: the family has none).
+    pub objectness: Option<usize>,
+    /// First class-score column.
+    pub classes_from: usize,
+}
+
+/// What the four box columns hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BoxEncoding {
+    /// Offsets in grid cells and log-sizes (decode: add the grid, exp, scale by the stride).
+    GridOffsetLogSize,
+    /// cx, cy, w, h in input pixels.
+    CxCyWhPixels,
 }
 
 /// What recognition found in a graph: a registered family's raw head, or a state of the graph.
