@@ -3,6 +3,9 @@
 
 use anyhow::{anyhow, ensure, Result};
 
+use crate::builder::Builder;
+use crate::graph::make_attr_i;
+use crate::head::Head;
 use crate::postprocess::{DecodeOptions, Decoded, HeadSpec};
 
 /// Which stride sets a head may use.
@@ -99,6 +102,80 @@ pub fn decode_cxcywh(
             [c0, c1, c2, c3]
         })
     })
+}
+
+/// The four column groups of a `[B, N, 5+C]` head output, sliced in the appended graph.
+pub struct Rows {
+    /// Columns 0-1 `[B, N, 2]`.
+    pub xy: String,
+    /// Columns 2-3 `[B, N, 2]`.
+    pub wh: String,
+    /// Column 4 `[B, N, 1]`.
+    pub obj: String,
+    /// Columns 5… `[B, N, C]`.
+    pub cls: String,
+}
+
+/// What a family's box decode gives the shared tail: centres `[B, N, 2]`, sizes `[B, N, 2]` and
+/// the factor that makes half-sizes of them.
+pub struct Centred {
+    pub cxcy: String,
+    pub wh: String,
+    pub half: String,
+}
+
+/// The decode of `[B, N, 5+C]` heads with objectness in column 4: slices the rows, lets `boxes`
+/// append the family's centres and sizes, then the shared tail
+/// `x1y1 = cxcy - wh * half`, `x2y2 = cxcy + wh * half`, boxes = Concat, scores = obj × cls.
+/// Returns (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
+pub fn append_row_decode(
+    b: &mut Builder,
+    out: &str,
+    c: i64,
+    boxes: impl FnOnce(&mut Builder, &Rows) -> Result<Centred>,
+) -> Result<(String, String)> {
+    let rows = Rows {
+        xy: b.slice(out, &[0], &[2], &[2]),
+        wh: b.slice(out, &[2], &[4], &[2]),
+        obj: b.slice(out, &[4], &[5], &[2]),
+        cls: b.slice(out, &[5], &[5 + c], &[2]),
+    };
+    let Centred { cxcy, wh, half } = boxes(b, &rows)?;
+    let hw = b.op("Mul", &[&wh, &half], vec![]);
+    let x1y1 = b.op("Sub", &[&cxcy, &hw], vec![]);
+    let x2y2 = b.op("Add", &[&cxcy, &hw], vec![]);
+    let boxes = b.op("Concat", &[&x1y1, &x2y2], vec![make_attr_i("axis", 2)]);
+    let scores = b.op("Mul", &[&rows.obj, &rows.cls], vec![]);
+    Ok((boxes, scores))
+}
+
+/// The box decode of decoded heads (cx, cy, w, h in pixels), the graph of [`decode_cxcywh`]:
+/// `|w|, |h|` so the corners come out ordered (x1 <= x2, y1 <= y2); for a negative w,
+/// cx - |w|*0.5 == cx + w*0.5 exactly, i.e. the two corners swapped, and ONNX NMS orders corners
+/// itself, so its selections are unchanged. `normalize`: boxes divided by the input size.
+pub fn append_cxcywh(b: &mut Builder, head: &Head, rows: &Rows, normalize: bool) -> Centred {
+    let (w, h) = (
+        head.width.unwrap_or(1) as f32,
+        head.height.unwrap_or(1) as f32,
+    );
+    let wha = b.op("Abs", &[&rows.wh], vec![]);
+    if normalize {
+        // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is
+        // folded into the 0.5 of the corner conversion
+        let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
+        let cxcy = b.op("Mul", &[&rows.xy, &inv], vec![]);
+        Centred {
+            cxcy,
+            wh: wha,
+            half: b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
+        }
+    } else {
+        Centred {
+            cxcy: rows.xy.clone(),
+            wh: wha,
+            half: b.const_f32("half", &[1], &[0.5]),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,9 @@ use std::cmp::Ordering;
 use anyhow::{anyhow, ensure, Result};
 
 use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, RawLayout};
+use crate::builder::Builder;
 use crate::graph::{constant_ref, describe, GraphIndex};
+use crate::head::Head;
 use crate::model::Model;
 use crate::postprocess::{
     argmax, check_iou_threshold, greedy, Decoded, DecodeOptions, HeadSpec, IouConvention,
@@ -103,6 +105,20 @@ impl DetectorFamily for GoldYolo {
                 ..GoldYoloNmsParams::default()
             },
         )
+    }
+
+    fn append_decode(
+        &self,
+        b: &mut Builder,
+        head: &Head,
+        out: &str,
+        _n: i64,
+        c: i64,
+        normalize: bool,
+    ) -> Result<(String, String)> {
+        common::append_row_decode(b, out, c, |b, rows| {
+            Ok(common::append_cxcywh(b, head, rows, normalize))
+        })
     }
 }
 

@@ -14,7 +14,9 @@
 use anyhow::Result;
 use serde::{Serialize, Serializer};
 
+use crate::builder::Builder;
 use crate::graph::GraphIndex;
+use crate::head::Head;
 use crate::model::Model;
 use crate::postprocess::{Decoded, DecodeOptions, HeadSpec, Selection};
 
@@ -109,6 +111,18 @@ pub trait DetectorFamily: Sync {
     /// The upstream project's own post-process (the one its `dets.json` references come from)
     /// at score threshold `conf` and IoU threshold `iou`.
     fn official(&self, d: &Decoded, conf: f32, iou: f32) -> Result<Vec<Selection>>;
+    /// The decode `merge` appends after head output `out` (`n` boxes, `c` classes): returns
+    /// (boxes [B,N,4] x1y1x2y2, scores [B,N,C]); `normalize`: boxes divided by the input size.
+    /// Mirrors [`DetectorFamily::decode`] op for op.
+    fn append_decode(
+        &self,
+        b: &mut Builder,
+        head: &Head,
+        out: &str,
+        n: i64,
+        c: i64,
+        normalize: bool,
+    ) -> Result<(String, String)>;
 }
 
 /// How a raw head output is laid out (the families of today: `[B, N, 5+C]` rows).

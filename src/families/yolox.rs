@@ -2,14 +2,17 @@
 //! sigmoid objectness and classes) and the `--decode_in_inference` head (cx, cy, w, h in input
 //! pixels). Two registry entries, one file: they share everything but the box decode.
 
-use anyhow::{anyhow, bail, ensure, Result};
+use anyhow::{anyhow, bail, ensure, Context, Result};
 
 use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, RawLayout};
+use crate::builder::Builder;
 use crate::graph::describe;
+use crate::head::Head;
 use crate::postprocess::{
     argmax, check_iou_threshold, nms_with, torchvision_batched_nms, Decoded, DecodeOptions,
     HeadSpec, NmsConvention, NmsParams, Selection,
 };
+use crate::tensor::tensor_f32;
 
 /// How far a raw YOLOX box may grow: the appended decode bounds each log-size at
 /// `ln(LOG_SIZE_BOUND_FACTOR · max(H, W) / stride)` before `Exp`, so no decoded width or height
@@ -194,6 +197,58 @@ impl DetectorFamily for Yolox {
     fn official(&self, d: &Decoded, conf: f32, iou: f32) -> Result<Vec<Selection>> {
         yolox_multiclass_nms(d, conf, iou)
     }
+
+    /// Raw head: `cx = (c0 + gx) * s`, `w = exp(min(c2, L)) * s` with per-anchor grid, stride
+    /// and log-size bound constants; decoded head: `|w|, |h|` ([`common::append_cxcywh`]).
+    fn append_decode(
+        &self,
+        b: &mut Builder,
+        head: &Head,
+        out: &str,
+        n: i64,
+        c: i64,
+        normalize: bool,
+    ) -> Result<(String, String)> {
+        if self.decoded {
+            return common::append_row_decode(b, out, c, |b, rows| {
+                Ok(common::append_cxcywh(b, head, rows, normalize))
+            });
+        }
+        let (w, h) = (
+            head.width.unwrap_or(1) as f32,
+            head.height.unwrap_or(1) as f32,
+        );
+        common::append_row_decode(b, out, c, |b, rows| {
+            let (grid, stride) = grid_tensors(head)?;
+            let gname = b.init("grid", tensor_f32("", &[1, n, 2], &grid));
+            // normalized: the per-anchor stride becomes (s/W, s/H), so no op is added at run time
+            let sname = if normalize {
+                let sxy: Vec<f32> = stride.iter().flat_map(|&s| [s / w, s / h]).collect();
+                b.init("stride_normalized", tensor_f32("", &[1, n, 2], &sxy))
+            } else {
+                b.init("stride", tensor_f32("", &[1, n, 1], &stride))
+            };
+            let a = b.op("Add", &[&rows.xy, &gname], vec![]);
+            let cxcy = b.op("Mul", &[&a, &sname], vec![]);
+            // log-sizes bounded before Exp (Min with a per-anchor constant: Clip needs scalar
+            // bounds)
+            let bounds = log_size_bounds(head)?;
+            ensure!(
+                bounds.len() as i64 == n,
+                "internal: {} log-size bounds for {n} anchors",
+                bounds.len()
+            );
+            let lname = b.init("log_size_bound", tensor_f32("", &[1, n, 1], &bounds));
+            let whb = b.op("Min", &[&rows.wh, &lname], vec![]);
+            let e = b.op("Exp", &[&whb], vec![]);
+            let wh = b.op("Mul", &[&e, &sname], vec![]);
+            Ok(common::Centred {
+                cxcy,
+                wh,
+                half: b.const_f32("half", &[1], &[0.5]),
+            })
+        })
+    }
 }
 
 /// YOLOX `yolox/utils/demo_utils.py::multiclass_nms(boxes, scores, nms_thr, score_thr,
@@ -253,4 +308,44 @@ pub fn yolox_postprocess(
         out.extend(torchvision_batched_nms(decoded, b, &dets, nms_thre)?);
     }
     Ok(out)
+}
+
+/// Per-anchor grid (gx, gy) `[1,N,2]` and stride `[1,N,1]` for the model's H×W.
+pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut grid = Vec::new();
+    let mut stride = Vec::new();
+    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
+        let s = head.strides[k] as f32;
+        for y in 0..gh {
+            for x in 0..gw {
+                grid.push(x as f32);
+                grid.push(y as f32);
+                stride.push(s);
+            }
+        }
+    }
+    Ok((grid, stride))
+}
+
+/// Per-anchor log-size bound `[1,N,1]`: [`log_size_bound`] of the anchor's
+/// stride at the model's H×W (the same f32 the reference decode uses).
+pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
+    let (h, w) = (
+        head.height.context("head has no input height")?,
+        head.width.context("head has no input width")?,
+    );
+    let mut v = Vec::new();
+    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
+        let s = *head
+            .strides
+            .get(k)
+            .context("head has fewer strides than grids")?;
+        let l = log_size_bound(
+            h.max(1) as usize,
+            w.max(1) as usize,
+            s.max(1) as u32,
+        );
+        v.extend(std::iter::repeat_n(l, (gh * gw).max(0) as usize));
+    }
+    Ok(v)
 }

@@ -22,7 +22,7 @@
 //!   ≈ 1e-7) then give the same rows and counts as onnxruntime, where the filter keeps every row;
 //! - no appended initializer is left unused.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
@@ -456,47 +456,10 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     })
 }
 
-/// Per-anchor grid (gx, gy) `[1,N,2]` and stride `[1,N,1]` for the model's H×W.
-pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
-    let mut grid = Vec::new();
-    let mut stride = Vec::new();
-    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
-        let s = head.strides[k] as f32;
-        for y in 0..gh {
-            for x in 0..gw {
-                grid.push(x as f32);
-                grid.push(y as f32);
-                stride.push(s);
-            }
-        }
-    }
-    Ok((grid, stride))
-}
+pub use crate::families::yolox::{grid_tensors, log_size_bounds};
 
-/// Per-anchor log-size bound `[1,N,1]`: [`crate::postprocess::log_size_bound`] of the anchor's
-/// stride at the model's H×W (the same f32 the reference decode uses).
-pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
-    let (h, w) = (
-        head.height.context("head has no input height")?,
-        head.width.context("head has no input width")?,
-    );
-    let mut v = Vec::new();
-    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
-        let s = *head
-            .strides
-            .get(k)
-            .context("head has fewer strides than grids")?;
-        let l = crate::postprocess::log_size_bound(
-            h.max(1) as usize,
-            w.max(1) as usize,
-            s.max(1) as u32,
-        );
-        v.extend(std::iter::repeat_n(l, (gh * gw).max(0) as usize));
-    }
-    Ok(v)
-}
-
-/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
+/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]): the family's own (see
+/// [`crate::families::DetectorFamily::append_decode`]).
 fn append_decode(
     b: &mut Builder,
     head: &Head,
@@ -505,63 +468,11 @@ fn append_decode(
     c: i64,
     normalize: bool,
 ) -> Result<(String, String)> {
-    let xy = b.slice(out, &[0], &[2], &[2]);
-    let wh = b.slice(out, &[2], &[4], &[2]);
-    let obj = b.slice(out, &[4], &[5], &[2]);
-    let cls = b.slice(out, &[5], &[5 + c], &[2]);
-    let (w, h) = (
-        head.width.unwrap_or(1) as f32,
-        head.height.unwrap_or(1) as f32,
-    );
-    let (cxcy, whp, half) = if head.family == Family::YoloxRaw {
-        let (grid, stride) = grid_tensors(head)?;
-        let gname = b.init("grid", tensor_f32("", &[1, n, 2], &grid));
-        // normalized: the per-anchor stride becomes (s/W, s/H), so no op is added at run time
-        let sname = if normalize {
-            let sxy: Vec<f32> = stride.iter().flat_map(|&s| [s / w, s / h]).collect();
-            b.init("stride_normalized", tensor_f32("", &[1, n, 2], &sxy))
-        } else {
-            b.init("stride", tensor_f32("", &[1, n, 1], &stride))
-        };
-        let a = b.op("Add", &[&xy, &gname], vec![]);
-        let cxcy = b.op("Mul", &[&a, &sname], vec![]);
-        // log-sizes bounded before Exp (Min with a per-anchor constant: Clip needs scalar bounds)
-        let bounds = log_size_bounds(head)?;
-        ensure!(
-            bounds.len() as i64 == n,
-            "internal: {} log-size bounds for {n} anchors",
-            bounds.len()
-        );
-        let lname = b.init("log_size_bound", tensor_f32("", &[1, n, 1], &bounds));
-        let whb = b.op("Min", &[&wh, &lname], vec![]);
-        let e = b.op("Exp", &[&whb], vec![]);
-        let whp = b.op("Mul", &[&e, &sname], vec![]);
-        (cxcy, whp, b.const_f32("half", &[1], &[0.5]))
-    } else {
-        // decoded heads: |w|, |h| so the corners come out ordered (x1 <= x2, y1 <= y2); for a
-        // negative w, cx - |w|*0.5 == cx + w*0.5 exactly, i.e. the two corners swapped, and ONNX
-        // NMS orders corners itself, so its selections are unchanged
-        let wha = b.op("Abs", &[&wh], vec![]);
-        if normalize {
-            // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is
-            // folded into the 0.5 of the corner conversion
-            let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
-            let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
-            (
-                cxcy,
-                wha,
-                b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
-            )
-        } else {
-            (xy, wha, b.const_f32("half", &[1], &[0.5]))
-        }
-    };
-    let hw = b.op("Mul", &[&whp, &half], vec![]);
-    let x1y1 = b.op("Sub", &[&cxcy, &hw], vec![]);
-    let x2y2 = b.op("Add", &[&cxcy, &hw], vec![]);
-    let boxes = b.op("Concat", &[&x1y1, &x2y2], vec![make_attr_i("axis", 2)]);
-    let scores = b.op("Mul", &[&obj, &cls], vec![]);
-    Ok((boxes, scores))
+    let family = head
+        .family
+        .family()
+        .context("internal: merging a graph that has no raw head")?;
+    family.def().append_decode(b, head, out, n, c, normalize)
 }
 
 /// NMS → (selected [M,3], the score tensor NMS saw [B,C',N], argmax classes [B,N] when agnostic,
