@@ -12,7 +12,7 @@ use crate::onnx::tensor_proto::DataType;
 use crate::shape::{fmt_shape, vi_dtype, vi_shape, Dim, Shapes};
 
 /// What recognition found: a registered family's raw head, or a state of the graph (the old
-/// variants `Family::YoloxRaw` … `Family::TrtPlugin` are its associated constants).
+/// variants `YoloxRaw` … `TrtPlugin` are its associated constants and variants).
 pub use crate::families::Recognized as Family;
 pub use crate::families::common::{strides_for, STRIDE_SETS};
 use crate::families::common::grid_total;

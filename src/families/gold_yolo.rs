@@ -5,14 +5,14 @@ use std::cmp::Ordering;
 
 use anyhow::{anyhow, ensure, Result};
 
-use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, RawLayout};
+use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, Preprocess, RawLayout};
 use crate::builder::Builder;
 use crate::graph::{constant_ref, describe, GraphIndex};
 use crate::head::Head;
 use crate::model::Model;
 use crate::postprocess::{
     argmax, check_iou_threshold, greedy, Decoded, DecodeOptions, HeadSpec, IouConvention,
-    Selection,
+    Layout, Selection,
 };
 
 /// The Gold-YOLO / YOLOv6 family.
@@ -119,6 +119,27 @@ impl DetectorFamily for GoldYolo {
         common::append_row_decode(b, out, c, |b, rows| {
             Ok(common::append_cxcywh(b, head, rows, normalize))
         })
+    }
+
+    /// RGB / 255 (its exporter's `img /= 255`), centred letterbox, size rounded, pad 114.
+    fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            rgb: true,
+            div255: true,
+            centred: true,
+            round_size: true,
+            pad: 114,
+        }
+    }
+
+    /// `pinto-goldyolo` (`batchno_classid_x1y1x2y2_score`).
+    fn default_layout(&self) -> Layout {
+        Layout::PintoGoldYolo
+    }
+
+    /// Its anchor points and strides are baked at the export size.
+    fn runs_at_any_size(&self) -> bool {
+        false
     }
 }
 

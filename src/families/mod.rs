@@ -18,7 +18,7 @@ use crate::builder::Builder;
 use crate::graph::GraphIndex;
 use crate::head::Head;
 use crate::model::Model;
-use crate::postprocess::{Decoded, DecodeOptions, HeadSpec, Selection};
+use crate::postprocess::{DecodeOptions, Decoded, HeadSpec, Layout, Selection};
 
 pub mod common;
 pub mod gold_yolo;
@@ -123,6 +123,40 @@ pub trait DetectorFamily: Sync {
         c: i64,
         normalize: bool,
     ) -> Result<(String, String)>;
+    /// How a photo becomes the export's float input.
+    fn preprocess(&self) -> Preprocess;
+    /// The output layout `merge` appends when none is asked for.
+    fn default_layout(&self) -> Layout;
+    /// Whether the export bakes nothing of its input size, so it runs at any size the strides
+    /// divide (`check` then runs the original at the merged model's size).
+    fn runs_at_any_size(&self) -> bool;
+}
+
+/// A family's preprocessing convention: photo → letterboxed picture → float NCHW tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Preprocess {
+    /// Channel order of the tensor: RGB (else BGR).
+    pub rgb: bool,
+    /// Pixel values divided by 255 (a float32 division), else kept 0..255.
+    pub div255: bool,
+    /// Letterbox centred (yolov6: padding `round(d / 2 - 0.1)` left and top), else top-left.
+    pub centred: bool,
+    /// The resized size rounded, else truncated.
+    pub round_size: bool,
+    /// Grey level of the padding.
+    pub pad: u8,
+}
+
+impl Preprocess {
+    /// How `check` names it.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}, {} letterbox",
+            if self.rgb { "RGB" } else { "BGR" },
+            if self.div255 { "/255" } else { "0..255" },
+            if self.centred { "centred" } else { "top-left" }
+        )
+    }
 }
 
 /// How a raw head output is laid out (the families of today: `[B, N, 5+C]` rows).

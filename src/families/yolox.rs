@@ -4,13 +4,13 @@
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 
-use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, RawLayout};
+use super::{common, BoxEncoding, Candidate, DetectorFamily, Family, Preprocess, RawLayout};
 use crate::builder::Builder;
 use crate::graph::describe;
 use crate::head::Head;
 use crate::postprocess::{
     argmax, check_iou_threshold, nms_with, torchvision_batched_nms, Decoded, DecodeOptions,
-    HeadSpec, NmsConvention, NmsParams, Selection,
+    HeadSpec, Layout, NmsConvention, NmsParams, Selection,
 };
 use crate::tensor::tensor_f32;
 
@@ -248,6 +248,27 @@ impl DetectorFamily for Yolox {
                 half: b.const_f32("half", &[1], &[0.5]),
             })
         })
+    }
+
+    /// BGR 0..255, top-left letterbox, size truncated, pad 114.
+    fn preprocess(&self) -> Preprocess {
+        Preprocess {
+            rgb: false,
+            div255: false,
+            centred: false,
+            round_size: false,
+            pad: 114,
+        }
+    }
+
+    /// `pinto` (`batchno_classid_score_x1y1x2y2`).
+    fn default_layout(&self) -> Layout {
+        Layout::Pinto
+    }
+
+    /// The raw head: the decode (grids) is not in the graph. The decoded head bakes its grids.
+    fn runs_at_any_size(&self) -> bool {
+        !self.decoded
     }
 }
 

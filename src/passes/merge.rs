@@ -27,7 +27,8 @@ use serde::Serialize;
 
 use crate::builder::Builder;
 use crate::graph::{make_attr_i, make_attr_ints, make_attr_t, GraphIndex};
-use crate::head::{recognize, Family, Head};
+use crate::families::{Family, Recognized};
+use crate::head::{recognize, Head};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::ValueInfoProto;
@@ -155,18 +156,15 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     crate::shape::validate_structure(m)?;
     let mut head = recognize(m, None)?;
     match head.family {
-        Family::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),
-        Family::TrtPlugin => bail!("the model uses a TensorRT plugin NMS ({}); postmerge appends ONNX NonMaxSuppression to un-merged exports only", head.rule),
-        _ => {}
+        Recognized::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),
+        Recognized::TrtPlugin => bail!("the model uses a TensorRT plugin NMS ({}); postmerge appends ONNX NonMaxSuppression to un-merged exports only", head.rule),
+        Recognized::Raw(_) => {}
     }
     crate::shape::validate_nodes(m)?;
     // a symbolic batch the exporter baked into constants is repaired first (or refused)
     let batch_repair = crate::passes::resize::repair_symbolic_batch(m)?;
     if let Some(f) = opts.family {
-        if matches!(f, Family::Merged | Family::TrtPlugin) {
-            bail!("--family must be yolox-raw, yolox-decoded or gold-yolo");
-        }
-        head.family = f;
+        head.family = Recognized::Raw(f);
     }
     if !(0.0..=1.0).contains(&opts.iou_threshold) || !opts.score_threshold.is_finite() {
         bail!(
@@ -178,10 +176,11 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     if opts.max_per_class <= 0 {
         bail!("--max-per-class must be at least 1 (0 means \"none\" in onnxruntime but \"unlimited\" in tract)");
     }
-    let layout = opts.layout.unwrap_or(match head.family {
-        Family::GoldYolo => Layout::PintoGoldYolo,
-        _ => Layout::Pinto,
-    });
+    let family = head
+        .family
+        .family()
+        .context("internal: merging a graph that has no raw head")?;
+    let layout = opts.layout.unwrap_or(family.def().default_layout());
     let layout = match layout {
         Layout::Trt { .. } => Layout::Trt {
             max_det: opts.max_det,
@@ -442,7 +441,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     );
     set_metadata(&mut m.proto, "postmerge.merge", &desc);
     Ok(MergeReport {
-        family: head.family,
+        family,
         layout: layout.name().to_string(),
         opset,
         outputs: m
@@ -458,8 +457,8 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
 
 pub use crate::families::yolox::{grid_tensors, log_size_bounds};
 
-/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]): the family's own (see
-/// [`crate::families::DetectorFamily::append_decode`]).
+/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]): the family's own `append_decode` (see
+/// [`crate::families`]).
 fn append_decode(
     b: &mut Builder,
     head: &Head,

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::graph::{attr_ints, constant_ref, describe, set_attr_ints, topo_order, GraphIndex};
-use crate::head::{recognize, Family, Head};
+use crate::head::{recognize, Head};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::{GraphProto, TensorProto};
@@ -225,7 +225,7 @@ fn int_const(g: &GraphProto, ix: &GraphIndex, name: &str) -> Option<(TensorProto
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     crate::shape::validate_structure(m)?;
     let head = recognize(m, None)?;
-    if head.family == Family::Merged || head.family == Family::TrtPlugin {
+    if head.family.family().is_none() {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
     }
     let (h0, w0) = (
@@ -499,7 +499,7 @@ pub fn batch_defects(
 pub fn repair_symbolic_batch(m: &mut Model) -> Result<Option<ResizeReport>> {
     let head = recognize(m, None)?;
     if !matches!(head.batch, Dim::Sym(_))
-        || matches!(head.family, Family::Merged | Family::TrtPlugin)
+        || head.family.family().is_none()
     {
         return Ok(None);
     }
