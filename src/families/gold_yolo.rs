@@ -252,3 +252,32 @@ pub fn gold_yolo_nms(decoded: &Decoded, params: &GoldYoloNmsParams) -> Result<Ve
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::families::Family;
+    use crate::postprocess::{decode, HeadSpec};
+
+    fn spec(kind: Family, c: usize, h: usize, w: usize) -> HeadSpec {
+        HeadSpec::new(kind, c, h, w)
+    }
+
+    #[test]
+    fn decode_decoded_heads_and_batch() {
+        let s = spec(Family::GoldYolo, 1, 32, 32);
+        // Two images, two boxes each.
+        let raw = vec![
+            10.0, 20.0, 4.0, 6.0, 1.0, 0.5, //
+            0.0, 0.0, 2.0, 2.0, 1.0, 0.25, //
+            5.0, 5.0, 10.0, 10.0, 1.0, 0.75, //
+            1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
+        ];
+        let d = decode(&raw, 2, 2, &s).unwrap();
+        assert_eq!(d.box_at(0, 0).unwrap(), [8.0, 17.0, 12.0, 23.0]);
+        assert_eq!(d.box_at(1, 0).unwrap(), [0.0, 0.0, 10.0, 10.0]);
+        assert_eq!(d.score(1, 0, 0).unwrap(), 0.75);
+        let s = spec(Family::YoloxDecoded, 1, 32, 32);
+        let d2 = decode(&raw, 2, 2, &s).unwrap();
+        assert_eq!(d2.boxes, d.boxes);
+    }
+}

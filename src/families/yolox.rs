@@ -370,3 +370,71 @@ pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::families::Family;
+    use crate::postprocess::{decode, HeadSpec};
+
+    fn spec(kind: Family, c: usize, h: usize, w: usize) -> HeadSpec {
+        HeadSpec::new(kind, c, h, w)
+    }
+
+    #[test]
+    fn decode_yolox_raw_grid_order_and_formula() {
+        // 64x32 input, strides 8,16,32: levels 8x4, 4x2, 2x1 → N = 32 + 8 + 2 = 42.
+        let s = spec(Family::YoloxRaw, 2, 64, 32);
+        assert_eq!(s.num_anchors().unwrap(), 42);
+        let n = 42;
+        let mut raw = vec![0.0f32; n * 7];
+        // Anchor 5 = stride 8, y = 1, x = 1 (row-major, 4 columns).
+        raw[5 * 7..5 * 7 + 7].copy_from_slice(&[0.5, 0.25, 0.0, 1.0f32.ln(), 0.5, 0.2, 0.8]);
+        // Anchor 33 = stride 16, level size 4x2: index 1 → y = 0, x = 1.
+        raw[33 * 7..33 * 7 + 7].copy_from_slice(&[0.0, 0.0, 2.0f32.ln(), 0.0, 1.0, 0.5, 0.5]);
+        // Anchor 41 = stride 32, level 2x1: index 1 → y = 1, x = 0.
+        raw[41 * 7..41 * 7 + 7].copy_from_slice(&[-1.0, 0.5, 0.0, 0.0, 0.9, 1.0, 0.0]);
+        let d = decode(&raw, 1, n, &s).unwrap();
+        // cx = (0.5 + 1) * 8 = 12, cy = (0.25 + 1) * 8 = 10, w = h = 8.
+        assert_eq!(d.box_at(0, 5).unwrap(), [8.0, 6.0, 16.0, 14.0]);
+        assert_eq!(d.scores_of(0, 5).unwrap(), &[0.1, 0.4]);
+        // cx = 16, cy = 0, w = exp(ln 2) * 16 ≈ 32, h = 16.
+        let b = d.box_at(0, 33).unwrap();
+        let w = 2.0f32.ln().exp() * 16.0;
+        assert_eq!(b, [16.0 - w * 0.5, -8.0, 16.0 + w * 0.5, 8.0]);
+        // cx = (-1 + 0) * 32 = -32, cy = (0.5 + 1) * 32 = 48, w = h = 32.
+        assert_eq!(d.box_at(0, 41).unwrap(), [-48.0, 32.0, -16.0, 64.0]);
+        assert_eq!(d.score(0, 41, 0).unwrap(), 0.9);
+        assert_eq!(d.objectness_at(0, 41).unwrap(), 0.9);
+        // Anchor 0: raw zeros → cx = cy = 0, w = h = 8.
+        assert_eq!(d.box_at(0, 0).unwrap(), [-4.0, -4.0, 4.0, 4.0]);
+    }
+
+    #[test]
+    fn decode_errors() {
+        let s = spec(Family::YoloxRaw, 2, 64, 32);
+        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("give 42"), "{err}");
+        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("expected"), "{err}");
+        let s = spec(Family::YoloxRaw, 2, 60, 32);
+        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple"));
+        let s = spec(Family::GoldYolo, 0, 64, 32);
+        assert!(decode(&[], 1, 0, &s).is_err());
+        let s = HeadSpec {
+            strides: vec![0],
+            ..spec(Family::YoloxRaw, 1, 8, 8)
+        };
+        assert!(decode(&[0.0; 6], 1, 1, &s).is_err());
+        let s = spec(Family::GoldYolo, 1, 8, 8);
+        assert!(decode(&[0.0; 6], usize::MAX, 2, &s).is_err());
+        // Empty batch is fine.
+        assert_eq!(decode(&[], 0, 3, &s).unwrap().boxes.len(), 0);
+    }
+}
