@@ -192,13 +192,13 @@ pub fn compare_outputs(
 
 use std::path::PathBuf;
 
-use crate::graph::{constant, GraphIndex};
 use crate::families::{Family, Recognized};
+use crate::graph::{constant, GraphIndex};
 use crate::head::recognize;
 use crate::model::Model;
 use crate::postprocess::{
-    decode, detections, detections_from_outputs, nms, render, Decoded, Detection,
-    HeadSpec, NmsParams,
+    decode, detections, detections_from_outputs, nms, render, Decoded, Detection, HeadSpec,
+    NmsParams,
 };
 use crate::run::Runner;
 use crate::shape::{vi_shape, Dim};

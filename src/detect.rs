@@ -18,8 +18,7 @@ use crate::passes::input_format::{input_format, InputFormat};
 
 use crate::model::Model;
 use crate::postprocess::{
-    decode, detections, detections_from_outputs, nms, HeadSpec, Layout, NmsParams,
-    OutputTensor,
+    decode, detections, detections_from_outputs, nms, HeadSpec, Layout, NmsParams, OutputTensor,
 };
 use crate::run::run_once;
 

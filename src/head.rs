@@ -11,11 +11,11 @@ use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::shape::{fmt_shape, vi_dtype, vi_shape, Dim, Shapes};
 
+use crate::families::common::grid_total;
+pub use crate::families::common::{strides_for, STRIDE_SETS};
 /// What recognition found: a registered family's raw head, or a state of the graph (the old
 /// variants `YoloxRaw` … `TrtPlugin` are its associated constants and variants).
 pub use crate::families::Recognized as Family;
-pub use crate::families::common::{strides_for, STRIDE_SETS};
-use crate::families::common::grid_total;
 use crate::families::{Candidate, Recognized, FAMILIES};
 
 /// Everything `merge`, `resize` and `inspect` need to know about the head.

@@ -11,8 +11,8 @@ use crate::graph::{constant_ref, describe, GraphIndex};
 use crate::head::Head;
 use crate::model::Model;
 use crate::postprocess::{
-    argmax, check_iou_threshold, greedy, Decoded, DecodeOptions, HeadSpec, IouConvention,
-    Layout, Selection,
+    argmax, check_iou_threshold, greedy, DecodeOptions, Decoded, HeadSpec, IouConvention, Layout,
+    Selection,
 };
 
 /// The Gold-YOLO / YOLOv6 family.

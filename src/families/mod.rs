@@ -282,10 +282,7 @@ mod tests {
         for f in [Family::YoloxRaw, Family::YoloxDecoded, Family::GoldYolo] {
             assert!(FAMILIES.contains(&f), "{} not in FAMILIES", f.id());
         }
-        assert_eq!(
-            serde_json::to_value(Recognized::Merged).unwrap(),
-            "merged"
-        );
+        assert_eq!(serde_json::to_value(Recognized::Merged).unwrap(), "merged");
         assert_eq!(
             serde_json::to_value(Recognized::TrtPlugin).unwrap(),
             "trt-plugin"

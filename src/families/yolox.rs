@@ -9,7 +9,7 @@ use crate::builder::Builder;
 use crate::graph::describe;
 use crate::head::Head;
 use crate::postprocess::{
-    argmax, check_iou_threshold, nms_with, torchvision_batched_nms, Decoded, DecodeOptions,
+    argmax, check_iou_threshold, nms_with, torchvision_batched_nms, DecodeOptions, Decoded,
     HeadSpec, Layout, NmsConvention, NmsParams, Selection,
 };
 use crate::tensor::tensor_f32;
@@ -361,11 +361,7 @@ pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
             .strides
             .get(k)
             .context("head has fewer strides than grids")?;
-        let l = log_size_bound(
-            h.max(1) as usize,
-            w.max(1) as usize,
-            s.max(1) as u32,
-        );
+        let l = log_size_bound(h.max(1) as usize, w.max(1) as usize, s.max(1) as u32);
         v.extend(std::iter::repeat_n(l, (gh * gw).max(0) as usize));
     }
     Ok(v)

@@ -24,8 +24,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
-use crate::graph::{describe, make_attr_i, make_attr_ints, subgraph_outer_inputs};
 use crate::families::{AsFamily, Family};
+use crate::graph::{describe, make_attr_i, make_attr_ints, subgraph_outer_inputs};
 use crate::head::recognize;
 use crate::model::Model;
 use crate::npy::{Npy, NpyData};

@@ -26,8 +26,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
-use crate::graph::{make_attr_i, make_attr_ints, make_attr_t, GraphIndex};
 use crate::families::{Family, Recognized};
+use crate::graph::{make_attr_i, make_attr_ints, make_attr_t, GraphIndex};
 use crate::head::{recognize, Head};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;

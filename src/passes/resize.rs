@@ -498,9 +498,7 @@ pub fn batch_defects(
 /// batch.
 pub fn repair_symbolic_batch(m: &mut Model) -> Result<Option<ResizeReport>> {
     let head = recognize(m, None)?;
-    if !matches!(head.batch, Dim::Sym(_))
-        || head.family.family().is_none()
-    {
+    if !matches!(head.batch, Dim::Sym(_)) || head.family.family().is_none() {
         return Ok(None);
     }
     let (Some(h), Some(w)) = (head.height, head.width) else {
