@@ -192,12 +192,13 @@ pub fn compare_outputs(
 
 use std::path::PathBuf;
 
+use crate::families::{Family, Recognized};
 use crate::graph::{constant, GraphIndex};
-use crate::head::{recognize, Family};
+use crate::head::recognize;
 use crate::model::Model;
 use crate::postprocess::{
-    decode, detections, detections_from_outputs, nms, render, Decoded, Detection, HeadKind,
-    HeadSpec, NmsParams,
+    decode, detections, detections_from_outputs, nms, render, Decoded, Detection, HeadSpec,
+    NmsParams,
 };
 use crate::run::Runner;
 use crate::shape::{vi_shape, Dim};
@@ -597,14 +598,6 @@ fn hw(m: &Model) -> Result<(Dim, i64, i64)> {
     }
 }
 
-fn family_kind(f: Family) -> HeadKind {
-    match f {
-        Family::YoloxRaw => HeadKind::YoloxRaw,
-        Family::YoloxDecoded => HeadKind::YoloxDecoded,
-        _ => HeadKind::GoldYolo,
-    }
-}
-
 fn iou(a: &Detection, b: &Detection) -> f32 {
     let iw = (a.x2.min(b.x2) - a.x1.max(b.x1)).max(0.0);
     let ih = (a.y2.min(b.y2) - a.y1.max(b.y1)).max(0.0);
@@ -617,12 +610,8 @@ fn iou(a: &Detection, b: &Detection) -> f32 {
     }
 }
 
-fn preprocessing(family: Family) -> &'static str {
-    if family == Family::GoldYolo {
-        "RGB /255, centred letterbox"
-    } else {
-        "BGR 0..255, top-left letterbox"
-    }
+fn preprocessing(family: Family) -> String {
+    family.def().preprocess().describe()
 }
 
 /// The candidate inputs of `opts.input`, in the order they are tried (one unless `Scenes`).
@@ -709,13 +698,13 @@ pub fn check_against(
     crate::shape::validate_structure(merged)
         .with_context(|| format!("MERGED `{}` is not a valid model", merged.source))?;
     let head = recognize(original, None)?;
-    if matches!(head.family, Family::Merged | Family::TrtPlugin) {
+    let Recognized::Raw(family) = head.family else {
         bail!(
             "ORIGINAL must be an un-merged export; `{}` is {}",
             original.source,
             head.family.label()
         );
-    }
+    };
     let head_out = head
         .output
         .clone()
@@ -760,7 +749,7 @@ pub fn check_against(
     };
     let wanted_k = layout_k.map(|k| req.max_det.unwrap_or(k));
     let spec = HeadSpec {
-        kind: family_kind(head.family),
+        kind: family,
         num_classes: head.num_classes.unwrap_or(0),
         strides: head.strides.iter().map(|&s| s as u32).collect(),
         input_h: mh as usize,
@@ -792,7 +781,7 @@ pub fn check_against(
         )?))
     };
     // the input: the first candidate on which the reference selects a box clear of the threshold
-    let cands = candidates(&opts.input, head.family, batch, mh, mw)?;
+    let cands = candidates(&opts.input, family, batch, mh, mw)?;
     // a MERGED that takes uint8 NHWC frames gets the frame whose in-graph preprocessing is
     // exactly the candidate (the same picture; the synthetic input and photos are pixel values)
     let mfmt = crate::passes::input_format::input_format(merged)?;
@@ -800,7 +789,7 @@ pub fn check_against(
         .iter()
         .map(|(x, _)| {
             if mfmt.is_frame() {
-                crate::passes::input_format::nchw_to_frame(x, mfmt, head.family)
+                crate::passes::input_format::nchw_to_frame(x, mfmt, family)
                     .context("MERGED takes uint8 frames")
             } else {
                 Ok(x.clone())
@@ -862,7 +851,7 @@ pub fn check_against(
     };
     let mut steps = Vec::new();
     // step 1: original head output vs the head tensor inside the merged model
-    let orig_raw = if (oh, ow) == (mh, mw) || head.family == Family::YoloxRaw {
+    let orig_raw = if (oh, ow) == (mh, mw) || family.def().runs_at_any_size() {
         match Runner::new(original, &[input], &[]).and_then(|r| r.run(&[input])) {
             Ok(o) => o.into_iter().find(|(n, _)| *n == head_out).map(|(_, t)| t),
             Err(e) => {
@@ -1079,7 +1068,7 @@ pub fn check_against(
         original: original.source.clone(),
         merged: merged.source.clone(),
         input: input_desc,
-        family: head.family,
+        family,
         layout: layout.name().into(),
         params: fmt_params(&recorded_params, layout_k),
         requested: fmt_params(&wanted, wanted_k),

@@ -11,14 +11,14 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::check::merged_info;
-use crate::head::{recognize, Family};
+use crate::families::{Family, Recognized};
+use crate::head::recognize;
 use crate::imageio::{annotate, load_image, preprocess_for, Letterbox};
 use crate::passes::input_format::{input_format, InputFormat};
 
 use crate::model::Model;
 use crate::postprocess::{
-    decode, detections, detections_from_outputs, nms, HeadKind, HeadSpec, Layout, NmsParams,
-    OutputTensor,
+    decode, detections, detections_from_outputs, nms, HeadSpec, Layout, NmsParams, OutputTensor,
 };
 use crate::run::run_once;
 
@@ -195,7 +195,7 @@ pub fn detect_with_names(
     }
     let fmt = input_format(m)?;
     let photo = load_image(image)?;
-    let (dets, fam, how, lb) = if head.family == Family::Merged {
+    let (dets, fam, how, lb) = if head.family == Recognized::Merged {
         let (layout, _) = merged_info(m)?;
         let fam = family.unwrap_or_else(|| merged_family(m, &layout));
         let (x, lb) = preprocess_for(&photo, fam, h as u32, w as u32, fmt)?;
@@ -213,20 +213,19 @@ pub fn detect_with_names(
             format!("merged ({})", layout.name()),
             lb,
         )
-    } else if head.family == Family::TrtPlugin {
+    } else if head.family == Recognized::TrtPlugin {
         bail!("TensorRT plugin graphs cannot run outside TensorRT");
     } else {
-        let fam = family.unwrap_or(head.family);
+        let kind = head
+            .family
+            .family()
+            .context("internal: no raw head to decode")?;
+        let fam = family.unwrap_or(kind);
         let (x, lb) = preprocess_for(&photo, fam, h as u32, w as u32, fmt)?;
         let outs = run_once(m, &[&x], &[])?;
         let out_name = head.output.clone().unwrap_or_default();
         let Some((_, raw)) = outs.into_iter().find(|(n, _)| *n == out_name) else {
             bail!("no output `{out_name}`")
-        };
-        let kind = match head.family {
-            Family::YoloxRaw => HeadKind::YoloxRaw,
-            Family::YoloxDecoded => HeadKind::YoloxDecoded,
-            _ => HeadKind::GoldYolo,
         };
         let spec = HeadSpec {
             kind,

@@ -6,43 +6,22 @@ use std::collections::{HashSet, VecDeque};
 use anyhow::{bail, Result};
 use serde::Serialize;
 
-use crate::graph::{constant_ref, describe, GraphIndex};
+use crate::graph::{describe, GraphIndex};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::shape::{fmt_shape, vi_dtype, vi_shape, Dim, Shapes};
 
-/// Model family as recognized.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Family {
-    /// YOLOX raw head: xy offsets in grid units, log-size wh, sigmoid obj and cls.
-    YoloxRaw,
-    /// YOLOX with `--decode_in_inference`: cx, cy, w, h already in pixels.
-    YoloxDecoded,
-    /// Gold-YOLO / YOLOv6 v3: decoded cx, cy, w, h in pixels, column 4 constant 1.
-    GoldYolo,
-    /// NMS already in the graph (ours, PINTO's, YOLOv6 `--end2end --ort`).
-    Merged,
-    /// TensorRT plugin NMS (EfficientNMS_TRT & co): not runnable by ONNX runtimes.
-    TrtPlugin,
-}
-
-impl Family {
-    pub fn label(self) -> &'static str {
-        match self {
-            Family::YoloxRaw => "YOLOX raw head",
-            Family::YoloxDecoded => "YOLOX decoded head (--decode_in_inference)",
-            Family::GoldYolo => "Gold-YOLO / YOLOv6 (decoded head, constant-1 objectness column)",
-            Family::Merged => "already merged (NonMaxSuppression in the graph)",
-            Family::TrtPlugin => "TensorRT plugin NMS graph",
-        }
-    }
-}
+use crate::families::common::grid_total;
+pub use crate::families::common::{strides_for, STRIDE_SETS};
+/// What recognition found: a registered family's raw head, or a state of the graph (the old
+/// variants `YoloxRaw` … `TrtPlugin` are its associated constants and variants).
+pub use crate::families::Recognized as Family;
+use crate::families::{Candidate, Recognized, FAMILIES};
 
 /// Everything `merge`, `resize` and `inspect` need to know about the head.
 #[derive(Debug, Clone, Serialize)]
 pub struct Head {
-    pub family: Family,
+    pub family: Recognized,
     /// Why: the rule that matched, naming nodes.
     pub rule: String,
     /// Image input name.
@@ -128,9 +107,6 @@ fn disagrees(declared: Option<&[Dim]>, inferred: &[Dim]) -> bool {
         .any(|(a, b)| matches!(b, Dim::Known(_)) && a != b)
 }
 
-/// Which stride sets a head may use.
-pub const STRIDE_SETS: [&[i64]; 2] = [&[8, 16, 32], &[8, 16, 32, 64]];
-
 /// Largest input side a head is recognized at (16384: N = 5.6 M boxes). Larger declared sizes are
 /// refused: the grids `merge` appends and the buffers `check`/`detect` allocate would be gigabytes,
 /// and 1e12-style dims would overflow the grid arithmetic.
@@ -139,21 +115,6 @@ pub const MAX_INPUT_SIDE: i64 = 16384;
 /// Largest static batch a head is recognized at (`merge` appends per-image constants of that
 /// size, `check` and `detect` allocate that many images).
 pub const MAX_BATCH: i64 = 4096;
-
-/// Σ (h/s)·(w/s) over `strides`, `None` on overflow.
-fn grid_total(strides: &[i64], h: i64, w: i64) -> Option<i64> {
-    strides.iter().try_fold(0i64, |acc, s| {
-        (h / s).checked_mul(w / s).and_then(|c| acc.checked_add(c))
-    })
-}
-
-/// The stride set whose grids add up to `n` for an `h`×`w` input.
-pub fn strides_for(n: i64, h: i64, w: i64) -> Option<Vec<i64>> {
-    STRIDE_SETS
-        .iter()
-        .find(|ss| ss.iter().all(|s| h % s == 0 && w % s == 0) && grid_total(ss, h, w) == Some(n))
-        .map(|s| s.to_vec())
-}
 
 fn is_trt_plugin(op: &str, domain: &str) -> bool {
     domain == "TRT"
@@ -190,31 +151,6 @@ fn image_input(m: &Model) -> Result<(String, Vec<Dim>)> {
             seen.join(", ")
         }
     )
-}
-
-/// Is `name` (an input of the final Concat) a constant-1 column?
-fn ones_column(m: &Model, ix: &GraphIndex, name: &str) -> Option<String> {
-    let g = m.graph();
-    if let Some(&p) = ix.producer.get(name) {
-        let n = &g.node[p];
-        if n.op_type() == "ConstantOfShape" {
-            let t = crate::graph::attr(n, "value").and_then(|a| a.t.as_ref())?;
-            let v = crate::tensor::values(t).ok()?.as_f64();
-            if v.len() == 1 && v[0] == 1.0 {
-                return Some(describe(n));
-            }
-            return None;
-        }
-    }
-    let t = constant_ref(g, ix, name)?;
-    if t.dims.last() != Some(&1) {
-        return None;
-    }
-    let v = m.tensor_values(t).ok()?.as_f64();
-    if !v.is_empty() && v.iter().all(|&x| x == 1.0) {
-        return Some(format!("constant `{}` (all ones {:?})", name, t.dims));
-    }
-    None
 }
 
 /// Ancestors (node indices) of tensor `name`.
@@ -285,7 +221,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         }
     }
     let mut head = Head {
-        family: Family::Merged,
+        family: Recognized::Merged,
         rule: String::new(),
         input,
         input_shape,
@@ -306,7 +242,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         .iter()
         .find(|n| is_trt_plugin(n.op_type(), n.domain()))
     {
-        head.family = Family::TrtPlugin;
+        head.family = Recognized::TrtPlugin;
         // outputs of an NMS graph are data-dependent; their shapes decide nothing here
         head.declared_vs_inferred.clear();
         head.rule = format!(
@@ -318,7 +254,7 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
         return Ok(head);
     }
     if let Some(n) = g.node.iter().find(|n| n.op_type() == "NonMaxSuppression") {
-        head.family = Family::Merged;
+        head.family = Recognized::Merged;
         head.declared_vs_inferred.clear();
         head.nms_node = Some(n.name().to_string());
         head.merged_outputs = g.output.iter().map(|o| o.name().to_string()).collect();
@@ -401,44 +337,20 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
             .join(" + "),
         head.strides
     );
-    // Gold-YOLO: Concat(boxes, ones, cls) at the output.
-    if let Some(&p) = ix.producer.get(&out) {
-        let last = &g.node[p];
-        if last.op_type() == "Concat" && last.input.len() == 3 {
-            if let Some(why) = ones_column(m, &ix, &last.input[1]) {
-                head.family = Family::GoldYolo;
-                head.rule = format!("output `{out}` is produced by {} whose middle input (column 4) is the constant 1 of {why}; {strides_txt}", describe(last));
-                return Ok(head);
-            }
+    let anc = ancestors(g, &ix, &out);
+    let cand = Candidate {
+        model: m,
+        index: &ix,
+        output: &out,
+        ancestors: &anc,
+        strides_txt: &strides_txt,
+    };
+    for &f in FAMILIES {
+        if let Some(rule) = f.def().recognize(&cand)? {
+            head.family = Recognized::Raw(f);
+            head.rule = rule;
+            return Ok(head);
         }
     }
-    let anc = ancestors(g, &ix, &out);
-    if let Some(&e) = anc.iter().find(|&&i| g.node[i].op_type() == "Exp") {
-        head.family = Family::YoloxDecoded;
-        head.rule = format!("{} is on the path to output `{out}`: the box decode (exp(wh) * stride) is in the graph; {strides_txt}", describe(&g.node[e]));
-        return Ok(head);
-    }
-    let sigmoids = anc
-        .iter()
-        .filter(|&&i| g.node[i].op_type() == "Sigmoid")
-        .count();
-    if sigmoids == 0 {
-        bail!("output `{out}` has the shape of a detection head ({strides_txt}) but no Sigmoid on its path: not a YOLOX or Gold-YOLO head");
-    }
-    head.family = Family::YoloxRaw;
-    head.rule = format!("output `{out}` has no Exp and no constant-1 column on its path (raw YOLOX head: grid offsets, log sizes, sigmoid obj/cls); {strides_txt}");
-    Ok(head)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strides_for_huge_sizes_does_not_overflow() {
-        let big = 1_000_000_000_000i64; // 1e12: (h/8)*(w/8) overflows i64
-        assert_eq!(strides_for(420, big, big), None);
-        assert_eq!(strides_for(420, 128, 160), Some(vec![8, 16, 32]));
-        assert_eq!(grid_total(&[8, 16, 32], i64::MAX - 7, i64::MAX - 7), None);
-    }
+    bail!("output `{out}` has the shape of a detection head ({strides_txt}) but matches no family's rule: not a YOLOX or Gold-YOLO head")
 }

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use image::{Rgb, RgbImage};
 use serde::Serialize;
 
-use crate::head::Family;
+use crate::families::AsFamily;
 use crate::npy::{Npy, NpyData};
 use crate::passes::input_format::InputFormat;
 
@@ -79,23 +79,31 @@ pub fn resize_bilinear(src: &RgbImage, w: u32, h: u32) -> RgbImage {
     out
 }
 
-/// Fit a photo into an `h`×`w` network input by the family's letterbox: YOLOX top-left, size
-/// truncated; Gold-YOLO centred, size rounded; pad 114 (grey) either way. Returns the letterboxed
-/// picture (RGB) — the frame a camera pipeline would hand a model that takes uint8 frames.
-pub fn letterbox(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(RgbImage, Letterbox)> {
+/// Fit a photo into an `h`×`w` network input by the family's letterbox
+/// ([`crate::families::Preprocess`]: YOLOX top-left, size truncated; Gold-YOLO centred, size
+/// rounded; pad 114 (grey) either way). Returns the letterboxed picture (RGB) — the frame a
+/// camera pipeline would hand a model that takes uint8 frames.
+pub fn letterbox(
+    img: &RgbImage,
+    family: impl AsFamily,
+    h: u32,
+    w: u32,
+) -> Result<(RgbImage, Letterbox)> {
+    let pp = family.as_family()?.def().preprocess();
     if img.width() == 0 || img.height() == 0 || h == 0 || w == 0 {
         bail!("empty image or input size");
     }
     let r = (h as f64 / img.height() as f64).min(w as f64 / img.width() as f64);
-    let (nw, nh) = match family {
-        Family::GoldYolo => (
+    let (nw, nh) = if pp.round_size {
+        (
             (img.width() as f64 * r).round() as u32,
             (img.height() as f64 * r).round() as u32,
-        ),
-        _ => (
+        )
+    } else {
+        (
             (img.width() as f64 * r) as u32,
             (img.height() as f64 * r) as u32,
-        ),
+        )
     };
     let (nw, nh) = (nw.clamp(1, w), nh.clamp(1, h));
     let resized = if (nw, nh) == (img.width(), img.height()) {
@@ -103,16 +111,15 @@ pub fn letterbox(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(RgbI
     } else {
         resize_bilinear(img, nw, nh)
     };
-    let (pad_x, pad_y) = match family {
-        Family::GoldYolo => {
-            let dw = (w - nw) as f64 / 2.0;
-            let dh = (h - nh) as f64 / 2.0;
-            // yolov6 letterbox: left = round(dw - 0.1), top = round(dh - 0.1)
-            ((dw - 0.1).round(), (dh - 0.1).round())
-        }
-        _ => (0.0, 0.0),
+    let (pad_x, pad_y) = if pp.centred {
+        let dw = (w - nw) as f64 / 2.0;
+        let dh = (h - nh) as f64 / 2.0;
+        // yolov6 letterbox: left = round(dw - 0.1), top = round(dh - 0.1)
+        ((dw - 0.1).round(), (dh - 0.1).round())
+    } else {
+        (0.0, 0.0)
     };
-    let mut canvas = RgbImage::from_pixel(w, h, Rgb([114, 114, 114]));
+    let mut canvas = RgbImage::from_pixel(w, h, Rgb([pp.pad; 3]));
     image::imageops::replace(&mut canvas, &resized, pad_x as i64, pad_y as i64);
     let lb = Letterbox {
         ratio: r,
@@ -144,17 +151,21 @@ pub fn frame(canvas: &RgbImage, bgr: bool) -> Result<Npy> {
 /// Gold-YOLO = RGB / 255 (its exporter's `img /= 255`, a float32 division), centred letterbox,
 /// pad 114. Returns the NCHW tensor [1,3,H,W]; it is exactly what the in-graph preprocessing of
 /// `--input-format` computes from [`preprocess_frame`]'s frame.
-pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy, Letterbox)> {
+pub fn preprocess(
+    img: &RgbImage,
+    family: impl AsFamily,
+    h: u32,
+    w: u32,
+) -> Result<(Npy, Letterbox)> {
+    let pp = family.as_family()?.def().preprocess();
     let (canvas, lb) = letterbox(img, family, h, w)?;
     let plane = (h * w) as usize;
     let mut data = vec![0f32; 3 * plane];
     for (x, y, p) in canvas.enumerate_pixels() {
         let i = (y * w + x) as usize;
         for c in 0..3 {
-            data[c * plane + i] = match family {
-                Family::GoldYolo => p.0[c] as f32 / 255.0,
-                _ => p.0[2 - c] as f32, // BGR
-            };
+            let v = f32::from(if pp.rgb { p.0[c] } else { p.0[2 - c] }); // else BGR
+            data[c * plane + i] = if pp.div255 { v / 255.0 } else { v };
         }
     }
     Ok((
@@ -167,7 +178,7 @@ pub fn preprocess(img: &RgbImage, family: Family, h: u32, w: u32) -> Result<(Npy
 /// ([`preprocess`]) or the uint8 NHWC frame in the format's channel order.
 pub fn preprocess_for(
     img: &RgbImage,
-    family: Family,
+    family: impl AsFamily,
     h: u32,
     w: u32,
     fmt: InputFormat,
@@ -184,7 +195,7 @@ pub fn preprocess_for(
 /// The uint8 frame of a photo for a model that takes `fmt` (see [`preprocess_for`]).
 pub fn preprocess_frame(
     img: &RgbImage,
-    family: Family,
+    family: impl AsFamily,
     h: u32,
     w: u32,
     fmt: InputFormat,
@@ -198,8 +209,8 @@ pub fn preprocess_frame(
 /// A deterministic synthetic input for a family (smooth gradients plus hashed noise), [B,3,H,W].
 /// Every value is a pixel value (an integer 0..=255, divided by 255 for Gold-YOLO), so a model
 /// that takes uint8 frames can be fed the very same picture.
-pub fn synthetic(family: Family, b: usize, h: usize, w: usize) -> Result<Npy> {
-    let div = family == Family::GoldYolo;
+pub fn synthetic(family: impl AsFamily, b: usize, h: usize, w: usize) -> Result<Npy> {
+    let div = family.as_family()?.def().preprocess().div255;
     let mut data = Vec::with_capacity(b * 3 * h * w);
     let mut state: u64 = 0x9E3779B97F4A7C15;
     for _ in 0..b {

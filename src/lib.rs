@@ -8,6 +8,7 @@ pub mod builder;
 pub mod check;
 pub mod detect;
 pub mod diff;
+pub mod families;
 pub mod graph;
 pub mod head;
 pub mod imageio;

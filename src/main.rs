@@ -824,12 +824,13 @@ enum FamilyArg {
     GoldYolo,
 }
 
-impl From<FamilyArg> for postmerge::head::Family {
+impl From<FamilyArg> for postmerge::families::Family {
     fn from(f: FamilyArg) -> Self {
+        use postmerge::families::{gold_yolo, yolox, DetectorFamily};
         match f {
-            FamilyArg::YoloxRaw => postmerge::head::Family::YoloxRaw,
-            FamilyArg::YoloxDecoded => postmerge::head::Family::YoloxDecoded,
-            FamilyArg::GoldYolo => postmerge::head::Family::GoldYolo,
+            FamilyArg::YoloxRaw => yolox::RAW.family(),
+            FamilyArg::YoloxDecoded => yolox::DECODED.family(),
+            FamilyArg::GoldYolo => gold_yolo::GOLD_YOLO.family(),
         }
     }
 }
@@ -945,7 +946,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 move |m| {
                     let mut v = serde_json::json!({});
                     let head = postmerge::head::recognize(m, None)?;
-                    if head.family != postmerge::head::Family::Merged {
+                    if head.family != postmerge::families::Recognized::Merged {
                         v["merge"] =
                             serde_json::to_value(postmerge::passes::merge::merge(m, &opts)?)?;
                     } else {

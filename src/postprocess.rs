@@ -29,30 +29,8 @@ use crate::npy::{Npy, NpyData};
 // Head description and decode
 // ---------------------------------------------------------------------------------------------
 
-/// Which raw head layout a model's output has (SPEC §1). All three are `[B, N, 5+C]` with
-/// objectness in column 4 and class probabilities (after sigmoid) in columns 5…
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum HeadKind {
-    /// YOLOX official export (`decode_in_inference=False`): columns 0-1 are raw offsets in grid
-    /// units, 2-3 are log-sizes; [`decode`] adds the grid, exponentiates and scales by the stride.
-    YoloxRaw,
-    /// YOLOX exported with `--decode_in_inference`: columns 0-3 are cx, cy, w, h in input pixels.
-    YoloxDecoded,
-    /// Gold-YOLO / YOLOv6 v3: columns 0-3 are cx, cy, w, h in input pixels, column 4 is a constant
-    /// 1.0 (it is still multiplied in, as the official code does).
-    GoldYolo,
-}
-
-impl HeadKind {
-    /// A short stable name (`yolox-raw`, `yolox-decoded`, `gold-yolo`).
-    pub fn name(self) -> &'static str {
-        match self {
-            HeadKind::YoloxRaw => "yolox-raw",
-            HeadKind::YoloxDecoded => "yolox-decoded",
-            HeadKind::GoldYolo => "gold-yolo",
-        }
-    }
-}
+/// Which raw head layout a model's output has: the detector family ([`crate::families::Family`]).
+pub use crate::families::Family as HeadKind;
 
 /// Everything [`decode`] needs to know about a head besides its output tensor.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +40,7 @@ pub struct HeadSpec {
     /// Number of classes C (the row length is 5 + C).
     pub num_classes: usize,
     /// Strides of the feature levels, in anchor order (8, 16, 32, and 64 for p6 heads). Used
-    /// only by [`HeadKind::YoloxRaw`], whose grid [`decode`] generates.
+    /// only by the YOLOX raw head, whose grid [`decode`] generates.
     pub strides: Vec<u32>,
     /// Network input height in pixels.
     pub input_h: usize,
@@ -300,49 +278,7 @@ fn too_large() -> anyhow::Error {
     anyhow!("tensor dimensions overflow")
 }
 
-/// How far a raw YOLOX box may grow: the appended decode bounds each log-size at
-/// `ln(LOG_SIZE_BOUND_FACTOR · max(H, W) / stride)` before `Exp`, so no decoded width or height
-/// exceeds `LOG_SIZE_BOUND_FACTOR · max(H, W)` pixels (four times the input's larger side).
-///
-/// Why (issue 12): background anchors of real YOLOX heads emit log-sizes like 18.8, whose `exp` is
-/// 1.5e8; one such value makes every box tensor's range so wide that INT8 toolchains either abort
-/// (TFLite's ADD `Prepare`) or quantize every real box to zero. Bounding the logit keeps the ranges
-/// a small multiple of the input size (box coordinates within about `[-2M, 3M]`).
-///
-/// Why no detection changes (K = 4, M = max(H, W)):
-/// 1. `min(t, L)` equals `t` for every `t ≤ L`, so every box whose width and height are below
-///    `K·M` (more exactly: whose log-sizes are ≤ the f32 bound) is bit-for-bit the one the
-///    unbounded decode gives; scores are never touched.
-/// 2. ONNX NonMaxSuppression looks only at candidates (score > the score threshold): a box that is
-///    not a candidate in any class never selects or suppresses anything. So unless some
-///    *candidate* is at least `K·M` wide or high — four times the whole input — the NMS input
-///    restricted to candidates is identical and so is every output row. "No detected box changes"
-///    is therefore proven exactly for detections smaller than 4·max(H, W) in both dimensions.
-///    The corpus and the fixtures have no larger candidate (tests/postprocess_ref.rs
-///    `bounded_ordered_decode_changes_no_detection` asserts it): the trained models' largest
-///    candidate is 0.37·M; random-weight heads emit up to 3.72·M (fixture yolox_nano_640x640),
-///    and 2.05·M (yolox_nano_80c_128x160_op11), which is why K is 4 and not 2.
-/// 3. If such a candidate exists (a detection larger than four times the input), its own box is
-///    reported with that dimension equal to `K·M`; its centre does not move, so when the centre is
-///    inside the input the box still spans the whole input in that dimension
-///    (`[c − 2M, c + 2M] ⊇ [0, M]` for `0 ≤ c ≤ M`): what it marks inside the image is unchanged.
-///    Its IoU with any other box A is at most `size(A) / (K·M)` in the bounded dimension before and
-///    after the bound, so A's fate is unchanged whenever A is at most `iou_threshold · K·M` in both
-///    dimensions (1.6·M at the default IoU 0.40, the whole input from IoU 0.25). Only two such
-///    oversized candidates of one class may change their mutual suppression, and through the
-///    per-class cap (or the fixed K of trt/ultralytics) that can change which other rows fit.
-///
-/// The factor trades exactness for INT8 resolution: a calibration scene with one exploding
-/// anchor sets the box tensors' range to about `(K + 1)·M`, i.e. `(K + 1)·M / 255` per int8 step.
-pub const LOG_SIZE_BOUND_FACTOR: f64 = 4.0;
-
-/// The log-size bound of a YOLOX anchor of `stride` at an `input_h`×`input_w` input:
-/// `ln(LOG_SIZE_BOUND_FACTOR · max(H, W) / stride)` computed in f64 and rounded to f32 once (the
-/// appended graph stores exactly this value, so graph and reference compare the same f32).
-pub fn log_size_bound(input_h: usize, input_w: usize, stride: u32) -> f32 {
-    let m = input_h.max(input_w) as f64;
-    (LOG_SIZE_BOUND_FACTOR * m / f64::from(stride.max(1))).ln() as f32
-}
+pub use crate::families::yolox::{log_size_bound, LOG_SIZE_BOUND_FACTOR};
 
 /// Which of the merged graph's robustness steps [`decode_with`] applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -380,7 +316,7 @@ pub fn decode(raw: &[f32], batch: usize, n: usize, spec: &HeadSpec) -> Result<De
 
 /// Decodes a raw head output `[B, N, 5+C]` (flat, C order) into corner boxes and scores.
 ///
-/// For [`HeadKind::YoloxRaw`] the grid is generated per stride `s` in `spec.strides` order with
+/// For the YOLOX raw head the grid is generated per stride `s` in `spec.strides` order with
 /// `hs = H/s`, `ws = W/s`, anchors row-major (y then x), and every value is computed in f32 in
 /// exactly this order of operations, which the appended ONNX graph mirrors:
 ///
@@ -412,85 +348,7 @@ pub fn decode_with(
     spec: &HeadSpec,
     opts: DecodeOptions,
 ) -> Result<Decoded> {
-    let row = spec.row_len()?;
-    let c = spec.num_classes;
-    let bn = batch.checked_mul(n).ok_or_else(too_large)?;
-    let expected = bn.checked_mul(row).ok_or_else(too_large)?;
-    ensure!(
-        raw.len() == expected,
-        "raw head output has {} values, expected B*N*(5+C) = {batch}*{n}*{row} = {expected}",
-        raw.len()
-    );
-    // Per-anchor (gx, gy, stride, log-size bound) for the raw YOLOX head.
-    let grid: Vec<[f32; 4]> = if spec.kind == HeadKind::YoloxRaw {
-        let levels = spec.grid_levels()?;
-        let total = spec.num_anchors()?;
-        ensure!(
-            total == n,
-            "N = {n} anchors in the raw output, but strides {:?} at {}x{} (HxW) give {total}",
-            spec.strides,
-            spec.input_h,
-            spec.input_w
-        );
-        let mut g = Vec::with_capacity(total);
-        for l in levels {
-            let bound = if opts.bound_log_size {
-                log_size_bound(spec.input_h, spec.input_w, l.stride)
-            } else {
-                f32::INFINITY
-            };
-            for y in 0..l.h {
-                for x in 0..l.w {
-                    g.push([x as f32, y as f32, l.stride as f32, bound]);
-                }
-            }
-        }
-        g
-    } else {
-        Vec::new()
-    };
-
-    let mut boxes = Vec::with_capacity(bn * 4);
-    let mut scores = Vec::with_capacity(bn * c);
-    let mut objectness = Vec::with_capacity(bn);
-    let mut class_probs = Vec::with_capacity(bn * c);
-    for (k, r) in raw.chunks_exact(row).enumerate() {
-        let (head, cls) = r.split_at(5);
-        let [c0, c1, c2, c3, obj] = [head[0], head[1], head[2], head[3], head[4]];
-        let (cx, cy, w, h) = match spec.kind {
-            HeadKind::YoloxRaw => {
-                let i = if n == 0 { 0 } else { k % n };
-                let [gx, gy, s, bound] = *grid
-                    .get(i)
-                    .ok_or_else(|| anyhow!("internal: anchor {i} outside the grid"))?;
-                // NaN-propagating min (a NaN log-size stays NaN)
-                let lim = |t: f32| if t > bound { bound } else { t };
-                (
-                    (c0 + gx) * s,
-                    (c1 + gy) * s,
-                    lim(c2).exp() * s,
-                    lim(c3).exp() * s,
-                )
-            }
-            HeadKind::YoloxDecoded | HeadKind::GoldYolo if opts.order_corners => {
-                (c0, c1, c2.abs(), c3.abs())
-            }
-            HeadKind::YoloxDecoded | HeadKind::GoldYolo => (c0, c1, c2, c3),
-        };
-        boxes.extend_from_slice(&[cx - w * 0.5, cy - h * 0.5, cx + w * 0.5, cy + h * 0.5]);
-        objectness.push(obj);
-        scores.extend(cls.iter().map(|&p| obj * p));
-        class_probs.extend_from_slice(cls);
-    }
-    Ok(Decoded {
-        batch,
-        num_boxes: n,
-        num_classes: c,
-        boxes,
-        scores,
-        objectness,
-        class_probs,
-    })
+    spec.kind.def().decode(raw, batch, n, spec, opts)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -519,7 +377,7 @@ pub enum IouConvention {
 }
 
 /// `std::max` / `std::min` as C++ defines them (the first argument wins ties and NaN cases).
-fn cpp_max(a: f32, b: f32) -> f32 {
+pub(crate) fn cpp_max(a: f32, b: f32) -> f32 {
     if a < b {
         b
     } else {
@@ -728,7 +586,7 @@ pub struct Selection {
 /// Greedy NMS over candidates `(score, index)` listed in ascending index order. Sorts them by
 /// descending score (stable, so ties keep the lower index first, as onnxruntime's comparator and
 /// tract's stable sort do), then selects greedily up to `cap`.
-fn greedy(
+pub(crate) fn greedy(
     mut candidates: Vec<(f32, usize)>,
     box_of: impl Fn(usize) -> Result<[f32; 4]>,
     iou_conv: IouConvention,
@@ -754,7 +612,7 @@ fn greedy(
 
 /// First maximum and its index (ties → lowest index, like ONNX ArgMax with
 /// `select_last_index = 0` and `torch.max`). NaN values never win.
-fn argmax(values: &[f32]) -> Option<(f32, usize)> {
+pub(crate) fn argmax(values: &[f32]) -> Option<(f32, usize)> {
     let mut best: Option<(f32, usize)> = None;
     for (i, &v) in values.iter().enumerate() {
         match best {
@@ -766,7 +624,7 @@ fn argmax(values: &[f32]) -> Option<(f32, usize)> {
     best
 }
 
-fn check_iou_threshold(t: f32) -> Result<()> {
+pub(crate) fn check_iou_threshold(t: f32) -> Result<()> {
     ensure!(
         (0.0..=1.0).contains(&t),
         "iou_threshold must be in [0, 1], got {t}"
@@ -870,68 +728,11 @@ pub fn nms_with(
 // Official conventions
 // ---------------------------------------------------------------------------------------------
 
-/// YOLOX `yolox/utils/demo_utils.py::multiclass_nms(boxes, scores, nms_thr, score_thr,
-/// class_agnostic=False)`: per class, `score > score_thr`, greedy NMS with the legacy "+1" IoU,
-/// suppress when IoU > `nms_thr`, multi-label (a box may be kept for several classes), no cap.
-/// Rows come grouped by image, then class, then descending score — the order of the official
-/// output for one image.
-pub fn yolox_multiclass_nms(
-    decoded: &Decoded,
-    score_thr: f32,
-    nms_thr: f32,
-) -> Result<Vec<Selection>> {
-    let params = NmsParams {
-        score_threshold: score_thr,
-        iou_threshold: nms_thr,
-        max_per_class: usize::MAX,
-        agnostic: false,
-    };
-    nms_with(decoded, &params, &NmsConvention::YOLOX_LEGACY)
-}
-
-/// YOLOX `yolox/utils/boxes.py::postprocess(prediction, num_classes, conf_thre, nms_thre,
-/// class_agnostic=False)` on a decoded head:
-///
-/// - one label per box: the argmax of the class probabilities (columns 5…; ties → lowest class);
-/// - candidate when `obj * max_cls >= conf_thre` (note `>=`); the score is that product;
-/// - `torchvision.ops.batched_nms` ([`IouConvention::Torchvision`], IoU > `nms_thre` suppresses):
-///   for at most 1000 candidates (`boxes.numel() <= 4000`) it runs one NMS over boxes offset by
-///   `class * (max_coordinate + 1)` in f32 (its "coordinate trick"), otherwise one NMS per class;
-/// - output sorted by descending score (stable), no cap.
-pub fn yolox_postprocess(
-    decoded: &Decoded,
-    conf_thre: f32,
-    nms_thre: f32,
-) -> Result<Vec<Selection>> {
-    decoded.validate()?;
-    check_iou_threshold(nms_thre)?;
-    let mut out = Vec::new();
-    for b in 0..decoded.batch {
-        // (score, box index, class)
-        let mut dets: Vec<(f32, usize, usize)> = Vec::new();
-        for i in 0..decoded.num_boxes {
-            let probs = decoded
-                .class_probs_of(b, i)
-                .ok_or_else(|| anyhow!("internal: probs"))?;
-            let obj = decoded
-                .objectness_at(b, i)
-                .ok_or_else(|| anyhow!("internal: obj"))?;
-            let Some((max_cls, class)) = argmax(probs) else {
-                continue;
-            };
-            let score = obj * max_cls;
-            if score >= conf_thre {
-                dets.push((score, i, class));
-            }
-        }
-        out.extend(torchvision_batched_nms(decoded, b, &dets, nms_thre)?);
-    }
-    Ok(out)
-}
+pub use crate::families::yolox::{yolox_multiclass_nms, yolox_postprocess};
 
 /// `torchvision.ops.batched_nms` over `dets` = (score, box index, class) of image `b`, returning
 /// selections in its output order (descending score).
-fn torchvision_batched_nms(
+pub(crate) fn torchvision_batched_nms(
     decoded: &Decoded,
     b: usize,
     dets: &[(f32, usize, usize)],
@@ -1015,115 +816,7 @@ fn torchvision_batched_nms(
     Ok(out)
 }
 
-/// Parameters of YOLOv6 / Gold-YOLO `yolov6/utils/nms.py::non_max_suppression` (with
-/// `classes=None`, `multi_label=False`).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GoldYoloNmsParams {
-    /// `conf_thres`: candidates need objectness > it and max class probability > it, and then
-    /// score > it.
-    pub conf_thres: f32,
-    /// `iou_thres`: suppress when the torchvision IoU is > it.
-    pub iou_thres: f32,
-    /// `max_det`: detections kept per image (`tools/infer.py` passes 1000; the function's own
-    /// default is 300).
-    pub max_det: usize,
-    /// `max_nms`: at most this many boxes (highest scores) go into NMS (30000).
-    pub max_nms: usize,
-    /// `agnostic`: class-agnostic NMS (`max_wh` offset 0).
-    pub agnostic: bool,
-}
-
-impl Default for GoldYoloNmsParams {
-    /// The settings of `tools/infer.py`: 0.25, 0.45, max_det 1000, max_nms 30000, class-aware.
-    fn default() -> Self {
-        GoldYoloNmsParams {
-            conf_thres: 0.25,
-            iou_thres: 0.45,
-            max_det: 1000,
-            max_nms: 30000,
-            agnostic: false,
-        }
-    }
-}
-
-/// YOLOv6 / Gold-YOLO official `non_max_suppression` (single label):
-///
-/// - candidates: objectness (column 4) > conf and max class probability > conf;
-/// - score = cls × obj, class = argmax of the scores (ties → lowest class), kept if score > conf;
-/// - if more than `max_nms` remain, the `max_nms` highest scores (stable descending sort);
-/// - class-aware NMS by offsetting boxes by `class * 4096` in f32 (`max_wh`), then one
-///   `torchvision.ops.nms` ([`IouConvention::Torchvision`] on the offset boxes);
-/// - the first `max_det` kept boxes, in NMS order (descending score).
-pub fn gold_yolo_nms(decoded: &Decoded, params: &GoldYoloNmsParams) -> Result<Vec<Selection>> {
-    decoded.validate()?;
-    check_iou_threshold(params.iou_thres)?;
-    ensure!(
-        (0.0..=1.0).contains(&params.conf_thres),
-        "conf_thres must be in [0, 1]"
-    );
-    const MAX_WH: f32 = 4096.0;
-    let mut out = Vec::new();
-    for b in 0..decoded.batch {
-        let mut dets: Vec<(f32, usize, usize)> = Vec::new();
-        for i in 0..decoded.num_boxes {
-            let obj = decoded
-                .objectness_at(b, i)
-                .ok_or_else(|| anyhow!("internal: obj"))?;
-            let probs = decoded
-                .class_probs_of(b, i)
-                .ok_or_else(|| anyhow!("internal: probs"))?;
-            let Some((max_cls, _)) = argmax(probs) else {
-                continue;
-            };
-            if !(obj > params.conf_thres && max_cls > params.conf_thres) {
-                continue;
-            }
-            let scores = decoded
-                .scores_of(b, i)
-                .ok_or_else(|| anyhow!("internal: scores"))?;
-            let Some((conf, class)) = argmax(scores) else {
-                continue;
-            };
-            if conf > params.conf_thres {
-                dets.push((conf, i, class));
-            }
-        }
-        if dets.len() > params.max_nms {
-            dets.sort_by(|x, y| y.0.partial_cmp(&x.0).unwrap_or(Ordering::Equal));
-            dets.truncate(params.max_nms);
-        }
-        let box_of = |k: usize| -> Result<[f32; 4]> {
-            let d = dets.get(k).ok_or_else(|| anyhow!("internal: det"))?;
-            let bx = decoded
-                .box_at(b, d.1)
-                .ok_or_else(|| anyhow!("internal: box"))?;
-            let off = if params.agnostic {
-                0.0
-            } else {
-                d.2 as f32 * MAX_WH
-            };
-            Ok([bx[0] + off, bx[1] + off, bx[2] + off, bx[3] + off])
-        };
-        let cands: Vec<(f32, usize)> = dets.iter().enumerate().map(|(k, d)| (d.0, k)).collect();
-        let keep = greedy(
-            cands,
-            box_of,
-            IouConvention::Torchvision,
-            params.iou_thres,
-            usize::MAX,
-        )?;
-        for k in keep.into_iter().take(params.max_det) {
-            if let Some(d) = dets.get(k) {
-                out.push(Selection {
-                    batch: b,
-                    class: d.2,
-                    box_index: d.1,
-                });
-            }
-        }
-    }
-    Ok(out)
-}
+pub use crate::families::gold_yolo::{gold_yolo_nms, GoldYoloNmsParams};
 
 // ---------------------------------------------------------------------------------------------
 // Detections and output layouts
@@ -1778,87 +1471,6 @@ mod tests {
             yolox_multiclass_nms(&d, 0.25, 0.45).unwrap(),
             vec![sel(0, 0, 0)]
         );
-    }
-
-    fn spec(kind: HeadKind, c: usize, h: usize, w: usize) -> HeadSpec {
-        HeadSpec::new(kind, c, h, w)
-    }
-
-    #[test]
-    fn decode_yolox_raw_grid_order_and_formula() {
-        // 64x32 input, strides 8,16,32: levels 8x4, 4x2, 2x1 → N = 32 + 8 + 2 = 42.
-        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
-        assert_eq!(s.num_anchors().unwrap(), 42);
-        let n = 42;
-        let mut raw = vec![0.0f32; n * 7];
-        // Anchor 5 = stride 8, y = 1, x = 1 (row-major, 4 columns).
-        raw[5 * 7..5 * 7 + 7].copy_from_slice(&[0.5, 0.25, 0.0, 1.0f32.ln(), 0.5, 0.2, 0.8]);
-        // Anchor 33 = stride 16, level size 4x2: index 1 → y = 0, x = 1.
-        raw[33 * 7..33 * 7 + 7].copy_from_slice(&[0.0, 0.0, 2.0f32.ln(), 0.0, 1.0, 0.5, 0.5]);
-        // Anchor 41 = stride 32, level 2x1: index 1 → y = 1, x = 0.
-        raw[41 * 7..41 * 7 + 7].copy_from_slice(&[-1.0, 0.5, 0.0, 0.0, 0.9, 1.0, 0.0]);
-        let d = decode(&raw, 1, n, &s).unwrap();
-        // cx = (0.5 + 1) * 8 = 12, cy = (0.25 + 1) * 8 = 10, w = h = 8.
-        assert_eq!(d.box_at(0, 5).unwrap(), [8.0, 6.0, 16.0, 14.0]);
-        assert_eq!(d.scores_of(0, 5).unwrap(), &[0.1, 0.4]);
-        // cx = 16, cy = 0, w = exp(ln 2) * 16 ≈ 32, h = 16.
-        let b = d.box_at(0, 33).unwrap();
-        let w = 2.0f32.ln().exp() * 16.0;
-        assert_eq!(b, [16.0 - w * 0.5, -8.0, 16.0 + w * 0.5, 8.0]);
-        // cx = (-1 + 0) * 32 = -32, cy = (0.5 + 1) * 32 = 48, w = h = 32.
-        assert_eq!(d.box_at(0, 41).unwrap(), [-48.0, 32.0, -16.0, 64.0]);
-        assert_eq!(d.score(0, 41, 0).unwrap(), 0.9);
-        assert_eq!(d.objectness_at(0, 41).unwrap(), 0.9);
-        // Anchor 0: raw zeros → cx = cy = 0, w = h = 8.
-        assert_eq!(d.box_at(0, 0).unwrap(), [-4.0, -4.0, 4.0, 4.0]);
-    }
-
-    #[test]
-    fn decode_decoded_heads_and_batch() {
-        let s = spec(HeadKind::GoldYolo, 1, 32, 32);
-        // Two images, two boxes each.
-        let raw = vec![
-            10.0, 20.0, 4.0, 6.0, 1.0, 0.5, //
-            0.0, 0.0, 2.0, 2.0, 1.0, 0.25, //
-            5.0, 5.0, 10.0, 10.0, 1.0, 0.75, //
-            1.0, 1.0, 1.0, 1.0, 1.0, 1.0,
-        ];
-        let d = decode(&raw, 2, 2, &s).unwrap();
-        assert_eq!(d.box_at(0, 0).unwrap(), [8.0, 17.0, 12.0, 23.0]);
-        assert_eq!(d.box_at(1, 0).unwrap(), [0.0, 0.0, 10.0, 10.0]);
-        assert_eq!(d.score(1, 0, 0).unwrap(), 0.75);
-        let s = spec(HeadKind::YoloxDecoded, 1, 32, 32);
-        let d2 = decode(&raw, 2, 2, &s).unwrap();
-        assert_eq!(d2.boxes, d.boxes);
-    }
-
-    #[test]
-    fn decode_errors() {
-        let s = spec(HeadKind::YoloxRaw, 2, 64, 32);
-        let err = decode(&vec![0.0; 41 * 7], 1, 41, &s)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("give 42"), "{err}");
-        let err = decode(&vec![0.0; 42 * 7 - 1], 1, 42, &s)
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("expected"), "{err}");
-        let s = spec(HeadKind::YoloxRaw, 2, 60, 32);
-        assert!(decode(&vec![0.0; 42 * 7], 1, 42, &s)
-            .unwrap_err()
-            .to_string()
-            .contains("multiple"));
-        let s = spec(HeadKind::GoldYolo, 0, 64, 32);
-        assert!(decode(&[], 1, 0, &s).is_err());
-        let s = HeadSpec {
-            strides: vec![0],
-            ..spec(HeadKind::YoloxRaw, 1, 8, 8)
-        };
-        assert!(decode(&[0.0; 6], 1, 1, &s).is_err());
-        let s = spec(HeadKind::GoldYolo, 1, 8, 8);
-        assert!(decode(&[0.0; 6], usize::MAX, 2, &s).is_err());
-        // Empty batch is fine.
-        assert_eq!(decode(&[], 0, 3, &s).unwrap().boxes.len(), 0);
     }
 
     #[test]

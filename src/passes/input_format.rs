@@ -24,8 +24,9 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
+use crate::families::{AsFamily, Family};
 use crate::graph::{describe, make_attr_i, make_attr_ints, subgraph_outer_inputs};
-use crate::head::{recognize, Family};
+use crate::head::recognize;
 use crate::model::Model;
 use crate::npy::{Npy, NpyData};
 use crate::onnx::tensor_proto::DataType;
@@ -102,11 +103,9 @@ impl std::fmt::Display for InputFormat {
 }
 
 /// The float convention of a family: (channels are BGR, divided by 255).
-pub fn family_convention(f: Family) -> (bool, bool) {
-    match f {
-        Family::GoldYolo => (false, true),
-        _ => (true, false),
-    }
+pub fn family_convention(f: impl AsFamily) -> Result<(bool, bool)> {
+    let pp = f.as_family()?.def().preprocess();
+    Ok((!pp.rgb, pp.div255))
 }
 
 /// What the pass did.
@@ -205,11 +204,11 @@ pub fn preprocessing_family(m: &Model, family: Option<Family>) -> Result<Family>
     }
     let head = recognize(m, None)
         .context("cannot tell which preprocessing the model expects (pass --family)")?;
-    match head.family {
-        f @ (Family::YoloxRaw | Family::YoloxDecoded | Family::GoldYolo) => Ok(f),
-        f => bail!(
+    match head.family.family() {
+        Some(f) => Ok(f),
+        None => bail!(
             "cannot tell which preprocessing the model expects: it is {} without postmerge's metadata (pass --family)",
-            f.label()
+            head.family.label()
         ),
     }
 }
@@ -296,7 +295,7 @@ pub fn apply(
             describe(n)
         );
     }
-    let (bgr, div) = family_convention(family);
+    let (bgr, div) = family_convention(family)?;
     let swap = fmt.frame_is_bgr() != Some(bgr);
     let n0 = m.graph().node.len();
     let g = m.graph_mut();
@@ -403,7 +402,7 @@ pub fn apply(
 
 /// The float NCHW tensor a frame model computes from a uint8 frame `[B, H, W, 3]` — the same
 /// arithmetic as the prepended ops (cast, reorder, `/ 255` in f32 for Gold-YOLO).
-pub fn frame_to_nchw(frame: &Npy, fmt: InputFormat, family: Family) -> Result<Npy> {
+pub fn frame_to_nchw(frame: &Npy, fmt: InputFormat, family: impl AsFamily) -> Result<Npy> {
     let NpyData::U8(v) = &frame.data else {
         bail!("a frame is uint8; got {:?}", frame.dtype());
     };
@@ -414,7 +413,7 @@ pub fn frame_to_nchw(frame: &Npy, fmt: InputFormat, family: Family) -> Result<Np
         bail!("a frame is [B, H, W, 3]; got {:?}", frame.shape);
     }
     let (b, h, w) = (frame.shape[0], frame.shape[1], frame.shape[2]);
-    let (bgr, div) = family_convention(family);
+    let (bgr, div) = family_convention(family)?;
     let plane = h * w;
     let mut out = vec![0f32; b * 3 * plane];
     for bi in 0..b {
@@ -432,7 +431,7 @@ pub fn frame_to_nchw(frame: &Npy, fmt: InputFormat, family: Family) -> Result<Np
 
 /// The uint8 frame `[B, H, W, 3]` whose preprocessing ([`frame_to_nchw`]) is exactly the float
 /// tensor `t` `[B, 3, H, W]`; an error names the first value no frame gives.
-pub fn nchw_to_frame(t: &Npy, fmt: InputFormat, family: Family) -> Result<Npy> {
+pub fn nchw_to_frame(t: &Npy, fmt: InputFormat, family: impl AsFamily) -> Result<Npy> {
     let Some(frame_bgr) = fmt.frame_is_bgr() else {
         bail!("nchw-f32 takes no frame");
     };
@@ -441,7 +440,7 @@ pub fn nchw_to_frame(t: &Npy, fmt: InputFormat, family: Family) -> Result<Npy> {
     }
     let v = t.to_f32();
     let (b, h, w) = (t.shape[0], t.shape[2], t.shape[3]);
-    let (bgr, div) = family_convention(family);
+    let (bgr, div) = family_convention(family)?;
     let plane = h * w;
     let mut out = vec![0u8; v.len()];
     for bi in 0..b {
@@ -493,20 +492,25 @@ mod tests {
             NpyData::U8(vec![1, 2, 3, 10, 20, 30, 0, 128, 255, 7, 8, 9]),
         )
         .unwrap();
-        let y = frame_to_nchw(&frame, InputFormat::NhwcU8Bgr, Family::YoloxRaw).unwrap();
+        use crate::families::DetectorFamily as _;
+        let (yolox, gold) = (
+            crate::families::yolox::RAW.family(),
+            crate::families::gold_yolo::GOLD_YOLO.family(),
+        );
+        let y = frame_to_nchw(&frame, InputFormat::NhwcU8Bgr, yolox).unwrap();
         assert_eq!(y.shape, vec![1, 3, 2, 2]);
         assert_eq!(
             y.to_f32(),
             vec![1., 10., 0., 7., 2., 20., 128., 8., 3., 30., 255., 9.]
         );
-        let g = frame_to_nchw(&frame, InputFormat::NhwcU8Bgr, Family::GoldYolo).unwrap();
+        let g = frame_to_nchw(&frame, InputFormat::NhwcU8Bgr, gold).unwrap();
         assert_eq!(g.to_f32()[0], 3.0 / 255.0); // R = frame channel 2
         assert_eq!(g.to_f32()[8], 1.0 / 255.0); // B = frame channel 0
         for (fmt, fam) in [
-            (InputFormat::NhwcU8Bgr, Family::YoloxRaw),
-            (InputFormat::NhwcU8Rgb, Family::YoloxRaw),
-            (InputFormat::NhwcU8Bgr, Family::GoldYolo),
-            (InputFormat::NhwcU8Rgb, Family::GoldYolo),
+            (InputFormat::NhwcU8Bgr, yolox),
+            (InputFormat::NhwcU8Rgb, yolox),
+            (InputFormat::NhwcU8Bgr, gold),
+            (InputFormat::NhwcU8Rgb, gold),
         ] {
             let t = frame_to_nchw(&frame, fmt, fam).unwrap();
             let back = nchw_to_frame(&t, fmt, fam).unwrap();
@@ -515,10 +519,10 @@ mod tests {
         }
         // 0.5 is no pixel value of YOLOX, 0.5/255 none of Gold-YOLO
         let bad = Npy::new(vec![1, 3, 1, 1], NpyData::F32(vec![0.5, 1.0, 2.0])).unwrap();
-        let e = nchw_to_frame(&bad, InputFormat::NhwcU8Bgr, Family::YoloxRaw)
+        let e = nchw_to_frame(&bad, InputFormat::NhwcU8Bgr, yolox)
             .unwrap_err()
             .to_string();
         assert!(e.contains("value 0.5 at [0,0,0,0]"), "{e}");
-        assert!(nchw_to_frame(&bad, InputFormat::NhwcU8Bgr, Family::GoldYolo).is_err());
+        assert!(nchw_to_frame(&bad, InputFormat::NhwcU8Bgr, gold).is_err());
     }
 }

@@ -22,12 +22,13 @@
 //!   ≈ 1e-7) then give the same rows and counts as onnxruntime, where the filter keeps every row;
 //! - no appended initializer is left unused.
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::builder::Builder;
+use crate::families::{Family, Recognized};
 use crate::graph::{make_attr_i, make_attr_ints, make_attr_t, GraphIndex};
-use crate::head::{recognize, Family, Head};
+use crate::head::{recognize, Head};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::ValueInfoProto;
@@ -155,18 +156,15 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     crate::shape::validate_structure(m)?;
     let mut head = recognize(m, None)?;
     match head.family {
-        Family::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),
-        Family::TrtPlugin => bail!("the model uses a TensorRT plugin NMS ({}); postmerge appends ONNX NonMaxSuppression to un-merged exports only", head.rule),
-        _ => {}
+        Recognized::Merged => bail!("the model is already merged: {}; use `postmerge set` to retune its thresholds", head.rule),
+        Recognized::TrtPlugin => bail!("the model uses a TensorRT plugin NMS ({}); postmerge appends ONNX NonMaxSuppression to un-merged exports only", head.rule),
+        Recognized::Raw(_) => {}
     }
     crate::shape::validate_nodes(m)?;
     // a symbolic batch the exporter baked into constants is repaired first (or refused)
     let batch_repair = crate::passes::resize::repair_symbolic_batch(m)?;
     if let Some(f) = opts.family {
-        if matches!(f, Family::Merged | Family::TrtPlugin) {
-            bail!("--family must be yolox-raw, yolox-decoded or gold-yolo");
-        }
-        head.family = f;
+        head.family = Recognized::Raw(f);
     }
     if !(0.0..=1.0).contains(&opts.iou_threshold) || !opts.score_threshold.is_finite() {
         bail!(
@@ -178,10 +176,11 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     if opts.max_per_class <= 0 {
         bail!("--max-per-class must be at least 1 (0 means \"none\" in onnxruntime but \"unlimited\" in tract)");
     }
-    let layout = opts.layout.unwrap_or(match head.family {
-        Family::GoldYolo => Layout::PintoGoldYolo,
-        _ => Layout::Pinto,
-    });
+    let family = head
+        .family
+        .family()
+        .context("internal: merging a graph that has no raw head")?;
+    let layout = opts.layout.unwrap_or(family.def().default_layout());
     let layout = match layout {
         Layout::Trt { .. } => Layout::Trt {
             max_det: opts.max_det,
@@ -442,7 +441,7 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     );
     set_metadata(&mut m.proto, "postmerge.merge", &desc);
     Ok(MergeReport {
-        family: head.family,
+        family,
         layout: layout.name().to_string(),
         opset,
         outputs: m
@@ -456,47 +455,10 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     })
 }
 
-/// Per-anchor grid (gx, gy) `[1,N,2]` and stride `[1,N,1]` for the model's H×W.
-pub fn grid_tensors(head: &Head) -> Result<(Vec<f32>, Vec<f32>)> {
-    let mut grid = Vec::new();
-    let mut stride = Vec::new();
-    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
-        let s = head.strides[k] as f32;
-        for y in 0..gh {
-            for x in 0..gw {
-                grid.push(x as f32);
-                grid.push(y as f32);
-                stride.push(s);
-            }
-        }
-    }
-    Ok((grid, stride))
-}
+pub use crate::families::yolox::{grid_tensors, log_size_bounds};
 
-/// Per-anchor log-size bound `[1,N,1]`: [`crate::postprocess::log_size_bound`] of the anchor's
-/// stride at the model's H×W (the same f32 the reference decode uses).
-pub fn log_size_bounds(head: &Head) -> Result<Vec<f32>> {
-    let (h, w) = (
-        head.height.context("head has no input height")?,
-        head.width.context("head has no input width")?,
-    );
-    let mut v = Vec::new();
-    for (k, &(gh, gw)) in head.grids.iter().enumerate() {
-        let s = *head
-            .strides
-            .get(k)
-            .context("head has fewer strides than grids")?;
-        let l = crate::postprocess::log_size_bound(
-            h.max(1) as usize,
-            w.max(1) as usize,
-            s.max(1) as u32,
-        );
-        v.extend(std::iter::repeat_n(l, (gh * gw).max(0) as usize));
-    }
-    Ok(v)
-}
-
-/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]).
+/// Decode → (boxes [B,N,4] x1y1x2y2, scores [B,N,C]): the family's own `append_decode` (see
+/// [`crate::families`]).
 fn append_decode(
     b: &mut Builder,
     head: &Head,
@@ -505,63 +467,11 @@ fn append_decode(
     c: i64,
     normalize: bool,
 ) -> Result<(String, String)> {
-    let xy = b.slice(out, &[0], &[2], &[2]);
-    let wh = b.slice(out, &[2], &[4], &[2]);
-    let obj = b.slice(out, &[4], &[5], &[2]);
-    let cls = b.slice(out, &[5], &[5 + c], &[2]);
-    let (w, h) = (
-        head.width.unwrap_or(1) as f32,
-        head.height.unwrap_or(1) as f32,
-    );
-    let (cxcy, whp, half) = if head.family == Family::YoloxRaw {
-        let (grid, stride) = grid_tensors(head)?;
-        let gname = b.init("grid", tensor_f32("", &[1, n, 2], &grid));
-        // normalized: the per-anchor stride becomes (s/W, s/H), so no op is added at run time
-        let sname = if normalize {
-            let sxy: Vec<f32> = stride.iter().flat_map(|&s| [s / w, s / h]).collect();
-            b.init("stride_normalized", tensor_f32("", &[1, n, 2], &sxy))
-        } else {
-            b.init("stride", tensor_f32("", &[1, n, 1], &stride))
-        };
-        let a = b.op("Add", &[&xy, &gname], vec![]);
-        let cxcy = b.op("Mul", &[&a, &sname], vec![]);
-        // log-sizes bounded before Exp (Min with a per-anchor constant: Clip needs scalar bounds)
-        let bounds = log_size_bounds(head)?;
-        ensure!(
-            bounds.len() as i64 == n,
-            "internal: {} log-size bounds for {n} anchors",
-            bounds.len()
-        );
-        let lname = b.init("log_size_bound", tensor_f32("", &[1, n, 1], &bounds));
-        let whb = b.op("Min", &[&wh, &lname], vec![]);
-        let e = b.op("Exp", &[&whb], vec![]);
-        let whp = b.op("Mul", &[&e, &sname], vec![]);
-        (cxcy, whp, b.const_f32("half", &[1], &[0.5]))
-    } else {
-        // decoded heads: |w|, |h| so the corners come out ordered (x1 <= x2, y1 <= y2); for a
-        // negative w, cx - |w|*0.5 == cx + w*0.5 exactly, i.e. the two corners swapped, and ONNX
-        // NMS orders corners itself, so its selections are unchanged
-        let wha = b.op("Abs", &[&wh], vec![]);
-        if normalize {
-            // boxes come decoded in pixels: one Mul scales the centres, the sizes' scale is
-            // folded into the 0.5 of the corner conversion
-            let inv = b.const_f32("inv_size", &[1, 1, 2], &[1.0 / w, 1.0 / h]);
-            let cxcy = b.op("Mul", &[&xy, &inv], vec![]);
-            (
-                cxcy,
-                wha,
-                b.const_f32("half_normalized", &[1, 1, 2], &[0.5 / w, 0.5 / h]),
-            )
-        } else {
-            (xy, wha, b.const_f32("half", &[1], &[0.5]))
-        }
-    };
-    let hw = b.op("Mul", &[&whp, &half], vec![]);
-    let x1y1 = b.op("Sub", &[&cxcy, &hw], vec![]);
-    let x2y2 = b.op("Add", &[&cxcy, &hw], vec![]);
-    let boxes = b.op("Concat", &[&x1y1, &x2y2], vec![make_attr_i("axis", 2)]);
-    let scores = b.op("Mul", &[&obj, &cls], vec![]);
-    Ok((boxes, scores))
+    let family = head
+        .family
+        .family()
+        .context("internal: merging a graph that has no raw head")?;
+    family.def().append_decode(b, head, out, n, c, normalize)
 }
 
 /// NMS → (selected [M,3], the score tensor NMS saw [B,C',N], argmax classes [B,N] when agnostic,

@@ -22,7 +22,7 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::graph::{describe, topo_order, GraphIndex};
-use crate::head::{recognize, Family, Head};
+use crate::head::{recognize, Head};
 use crate::model::Model;
 use crate::onnx::GraphProto;
 use crate::resolution::{grids, rule_for, spatial, RewriteCx};
@@ -85,7 +85,7 @@ pub fn parse_size(s: &str) -> Result<(i64, i64)> {
 pub fn resize(m: &mut Model, opts: &ResizeOptions) -> Result<ResizeReport> {
     crate::shape::validate_structure(m)?;
     let head = recognize(m, None)?;
-    if head.family == Family::Merged || head.family == Family::TrtPlugin {
+    if head.family.family().is_none() {
         bail!("resize works on un-merged exports ({}); resize first, then merge (or use `merge --size`)", head.rule);
     }
     let (h0, w0) = (
@@ -380,9 +380,7 @@ pub fn batch_defects(
 /// batch.
 pub fn repair_symbolic_batch(m: &mut Model) -> Result<Option<ResizeReport>> {
     let head = recognize(m, None)?;
-    if !matches!(head.batch, Dim::Sym(_))
-        || matches!(head.family, Family::Merged | Family::TrtPlugin)
-    {
+    if !matches!(head.batch, Dim::Sym(_)) || head.family.family().is_none() {
         return Ok(None);
     }
     let (Some(h), Some(w)) = (head.height, head.width) else {
