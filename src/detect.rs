@@ -204,7 +204,7 @@ pub fn detect_with_names(
             .into_iter()
             .map(|(name, tensor)| OutputTensor { name, tensor })
             .collect();
-        if layout == Layout::Decoded {
+        if !layout.has_nms() {
             bail!("a `decoded` model has no NMS; run detect on the raw export instead");
         }
         (

@@ -12,6 +12,7 @@ pub mod graph;
 pub mod head;
 pub mod imageio;
 pub mod inspect;
+pub mod layouts;
 pub mod model;
 pub mod nonfinite;
 pub mod npy;
