@@ -344,37 +344,11 @@ pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
 }
 
 /// What `merge` recorded in the `postmerge.merge` metadata (`set` keeps it up to date).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Recorded {
-    pub score: Option<f32>,
-    pub iou: Option<f32>,
-    pub max_per_class: Option<usize>,
-    pub max_det: Option<usize>,
-    pub agnostic: Option<bool>,
-}
+pub type Recorded = crate::record::MergeRecord;
 
 /// The `postmerge.merge` metadata of a model, or `None` when it has none.
 pub fn recorded(m: &Model) -> Option<Recorded> {
-    let meta = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")?;
-    let mut r = Recorded::default();
-    for kv in meta.value().split(';') {
-        let Some((k, v)) = kv.trim().split_once('=') else {
-            continue;
-        };
-        match k {
-            "score" => r.score = v.parse().ok(),
-            "iou" => r.iou = v.parse().ok(),
-            "max_per_class" => r.max_per_class = v.parse().ok(),
-            "max_det" => r.max_det = v.parse().ok(),
-            "agnostic" => r.agnostic = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(r)
+    Recorded::of(m)
 }
 
 /// Differences between the NMS parameters a merged graph computes with and the ones it records:
@@ -713,11 +687,7 @@ pub fn check_against(
         input_w: mw as usize,
     };
     // boxes normalized to [0, 1] (merge --quant-prep): the reference scales its boxes the same way
-    let normalized = merged
-        .proto
-        .metadata_props
-        .iter()
-        .any(|e| e.key() == "postmerge.merge" && e.value().contains("boxes=normalized"));
+    let normalized = rec.as_ref().is_some_and(|r| r.normalized.is_some());
     let norm = |mut d: Decoded| {
         if normalized {
             for b in d.boxes.chunks_mut(4) {

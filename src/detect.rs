@@ -142,18 +142,14 @@ pub struct DetectReport {
 
 /// The family a merged model was made from: our metadata, else the layout's convention.
 fn merged_family(m: &Model, layout: &Layout) -> Family {
-    let meta = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")
-        .map(|e| e.value().to_string())
+    let family = crate::record::MergeRecord::of(m)
+        .and_then(|r| r.family)
         .unwrap_or_default();
-    if meta.contains("family=gold-yolo") {
+    if family == "gold-yolo" {
         Family::GoldYolo
-    } else if meta.contains("family=yolox-decoded") {
+    } else if family == "yolox-decoded" {
         Family::YoloxDecoded
-    } else if meta.contains("family=yolox-raw") {
+    } else if family == "yolox-raw" {
         Family::YoloxRaw
     } else if *layout == Layout::PintoGoldYolo {
         Family::GoldYolo

@@ -18,6 +18,7 @@ pub mod nonfinite;
 pub mod npy;
 pub mod passes;
 pub mod postprocess;
+pub mod record;
 pub mod resdep;
 pub mod run;
 pub mod shape;

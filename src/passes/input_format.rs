@@ -188,19 +188,12 @@ pub fn preprocessing_family(m: &Model, family: Option<Family>) -> Result<Family>
     if let Some(f) = family {
         return Ok(f);
     }
-    if let Some(e) = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")
-    {
-        for kv in e.value().split(';') {
-            match kv.trim() {
-                "family=gold-yolo" => return Ok(Family::GoldYolo),
-                "family=yolox-raw" => return Ok(Family::YoloxRaw),
-                "family=yolox-decoded" => return Ok(Family::YoloxDecoded),
-                _ => {}
-            }
+    if let Some(family) = crate::record::MergeRecord::of(m).and_then(|r| r.family) {
+        match family.as_str() {
+            "gold-yolo" => return Ok(Family::GoldYolo),
+            "yolox-raw" => return Ok(Family::YoloxRaw),
+            "yolox-decoded" => return Ok(Family::YoloxDecoded),
+            _ => {}
         }
     }
     let head = recognize(m, None)

@@ -32,8 +32,9 @@ use crate::layouts::{Appended, Keep, Selected};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::ValueInfoProto;
-use crate::passes::{default_opset, set_default_opset, set_metadata};
+use crate::passes::{default_opset, set_default_opset};
 use crate::postprocess::Layout;
+use crate::record::MergeRecord;
 use crate::shape::{make_vi, Dim};
 use crate::tensor::{tensor_f32, tensor_i64};
 
@@ -45,16 +46,8 @@ pub const SCORE: &str = "main01_score_threshold";
 /// Prefix of every other appended node and tensor.
 pub const PREFIX: &str = "postmerge/";
 
-/// How NMS thresholds are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Thresholds {
-    /// Named initializers (rewritable in the file with `set` or sam4onnx).
-    #[default]
-    Const,
-    /// Graph inputs with same-named initializers as defaults.
-    Inputs,
-}
+/// How NMS thresholds are stored (recorded in the merge record).
+pub use crate::record::Thresholds;
 
 /// Options of `merge`.
 #[derive(Debug, Clone)]
@@ -308,19 +301,27 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     if m.proto.ir_version() < 4 && opts.thresholds == Thresholds::Inputs {
         bail!("--thresholds inputs needs IR version 4 or later (initializers as input defaults)");
     }
-    let desc = format!(
-        "family={}; layout={}; score={}; iou={}; max_per_class={}; agnostic={}; thresholds={}; max_det={}{}",
-        serde_json::to_value(head.family)?.as_str().unwrap_or("?"),
-        layout.name(),
-        opts.score_threshold,
-        opts.iou_threshold,
-        opts.max_per_class,
-        opts.agnostic,
-        if opts.thresholds == Thresholds::Const { "const" } else { "inputs" },
-        opts.max_det,
-        if opts.normalize_boxes { format!("; boxes=normalized/{}x{}", head.height.unwrap_or(0), head.width.unwrap_or(0)) } else { String::new() }
-    );
-    set_metadata(&mut m.proto, "postmerge.merge", &desc);
+    MergeRecord {
+        family: Some(
+            serde_json::to_value(head.family)?
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        ),
+        layout: Some(layout.name().to_string()),
+        score: Some(opts.score_threshold),
+        iou: Some(opts.iou_threshold),
+        max_per_class: usize::try_from(opts.max_per_class).ok(),
+        agnostic: Some(opts.agnostic),
+        thresholds: Some(opts.thresholds),
+        max_det: Some(opts.max_det),
+        normalized: opts.normalize_boxes.then(|| crate::record::Normalized {
+            height: head.height.unwrap_or(0),
+            width: head.width.unwrap_or(0),
+        }),
+        other: Vec::new(),
+    }
+    .store(m);
     Ok(MergeReport {
         family: head.family,
         layout: layout.name().to_string(),
