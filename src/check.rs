@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
+use crate::layouts::ColumnKind as Kind;
 use crate::npy::Npy;
 use crate::postprocess::{Layout, OutputTensor};
 
@@ -22,28 +23,6 @@ impl Default for Tolerance {
             box_px: 1e-3,
             score: 1e-5,
         }
-    }
-}
-
-/// What kind of value a column holds.
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Kind {
-    Exact,
-    Box,
-    Score,
-}
-
-fn column_kinds(layout: &Layout, output: &str) -> Vec<Kind> {
-    use Kind::*;
-    match (layout, output) {
-        (Layout::Pinto, _) => vec![Exact, Exact, Score, Box, Box, Box, Box],
-        (Layout::PintoGoldYolo, _) => vec![Exact, Exact, Box, Box, Box, Box, Score],
-        (Layout::Trt { .. }, "det_boxes") => vec![Box],
-        (Layout::Trt { .. }, "det_scores") => vec![Score],
-        (Layout::Trt { .. }, _) => vec![Exact],
-        (Layout::Ultralytics { .. }, _) => vec![Box, Box, Box, Box, Score, Exact],
-        (Layout::Decoded, "boxes") => vec![Box],
-        (Layout::Decoded, _) => vec![Score],
     }
 }
 
@@ -89,7 +68,7 @@ pub fn compare_outputs(
             c.problems.push(format!("output `{}` is missing", e.name));
             continue;
         };
-        let kinds = column_kinds(layout, &e.name);
+        let kinds = layout.column_kinds(&e.name);
         let width = if kinds.len() > 1 {
             kinds.len()
         } else {
@@ -327,37 +306,9 @@ pub struct CheckReport {
 /// For the `decoded` layout (no NMS) the parameters are the defaults.
 pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
     let g = merged.graph();
-    let names: Vec<&str> = g.output.iter().map(|o| o.name()).collect();
-    let k_of = |name: &str, axis: usize| -> Result<usize> {
-        let o = g
-            .output
-            .iter()
-            .find(|o| o.name() == name)
-            .and_then(vi_shape);
-        match o.as_ref().and_then(|s| s.get(axis)).and_then(Dim::known) {
-            Some(k) if k > 0 => Ok(k as usize),
-            _ => bail!("output `{name}` has no static K dimension"),
-        }
-    };
-    let layout = if names.contains(&"batchno_classid_score_x1y1x2y2") {
-        Layout::Pinto
-    } else if names.contains(&"batchno_classid_x1y1x2y2_score") {
-        Layout::PintoGoldYolo
-    } else if names == ["num_dets", "det_boxes", "det_scores", "det_classes"] {
-        Layout::Trt {
-            max_det: k_of("det_boxes", 1)?,
-        }
-    } else if names == ["output0"] {
-        Layout::Ultralytics {
-            max_det: k_of("output0", 1)?,
-        }
-    } else if names == ["boxes", "scores"] {
-        Layout::Decoded
-    } else {
-        bail!("outputs {:?} are not one of postmerge's layouts (pinto, pinto-goldyolo, trt, ultralytics, decoded)", names);
-    };
+    let layout = crate::layouts::from_outputs(g)?;
     let mut params = NmsParams::default();
-    if layout != Layout::Decoded {
+    if layout.has_nms() {
         let ix = GraphIndex::build(g);
         let Some(n) = g.node.iter().find(|n| n.op_type() == "NonMaxSuppression") else {
             bail!("the merged model has no NonMaxSuppression node")
@@ -394,44 +345,18 @@ pub fn merged_info(merged: &Model) -> Result<(Layout, NmsParams)> {
 }
 
 /// What `merge` recorded in the `postmerge.merge` metadata (`set` keeps it up to date).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Recorded {
-    pub score: Option<f32>,
-    pub iou: Option<f32>,
-    pub max_per_class: Option<usize>,
-    pub max_det: Option<usize>,
-    pub agnostic: Option<bool>,
-}
+pub type Recorded = crate::record::MergeRecord;
 
 /// The `postmerge.merge` metadata of a model, or `None` when it has none.
 pub fn recorded(m: &Model) -> Option<Recorded> {
-    let meta = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")?;
-    let mut r = Recorded::default();
-    for kv in meta.value().split(';') {
-        let Some((k, v)) = kv.trim().split_once('=') else {
-            continue;
-        };
-        match k {
-            "score" => r.score = v.parse().ok(),
-            "iou" => r.iou = v.parse().ok(),
-            "max_per_class" => r.max_per_class = v.parse().ok(),
-            "max_det" => r.max_det = v.parse().ok(),
-            "agnostic" => r.agnostic = v.parse().ok(),
-            _ => {}
-        }
-    }
-    Some(r)
+    Recorded::of(m)
 }
 
 /// Differences between the NMS parameters a merged graph computes with and the ones it records:
 /// one line per differing parameter (empty when they agree).
 pub fn constant_problems(layout: &Layout, graph: &NmsParams, rec: &Recorded) -> Vec<String> {
     let mut p = Vec::new();
-    if *layout != Layout::Decoded {
+    if layout.has_nms() {
         let f = |name: &str, input: usize, g: f32, r: Option<f32>, p: &mut Vec<String>| {
             if let Some(r) = r.filter(|&r| r != g) {
                 p.push(format!("NonMaxSuppression input {input} ({name}) is {g} in the graph; the model's postmerge.merge metadata records {r}"));
@@ -459,10 +384,8 @@ pub fn constant_problems(layout: &Layout, graph: &NmsParams, rec: &Recorded) -> 
             ));
         }
     }
-    if let (Layout::Trt { max_det: k } | Layout::Ultralytics { max_det: k }, Some(r)) =
-        (layout, rec.max_det)
-    {
-        if *k != r {
+    if let (Some(k), Some(r)) = (layout.max_det(), rec.max_det) {
+        if k != r {
             p.push(format!(
                 "the outputs hold K = {k} detections; the model's postmerge.merge metadata records max_det={r}"
             ));
@@ -499,7 +422,7 @@ pub fn request_problems(
         req.max_per_class.map(|v| v.to_string()),
         rec.max_per_class.to_string(),
     );
-    if *layout != Layout::Decoded {
+    if layout.has_nms() {
         f(
             "agnostic",
             req.agnostic.map(|v| v.to_string()),
@@ -732,10 +655,7 @@ pub fn check_against(
             .unwrap_or(graph_params.max_per_class),
         agnostic: rec_or_default.agnostic.unwrap_or(graph_params.agnostic),
     };
-    let layout_k = match layout {
-        Layout::Trt { max_det } | Layout::Ultralytics { max_det } => Some(max_det),
-        _ => None,
-    };
+    let layout_k = layout.max_det();
     let const_problems = match &rec {
         Some(r) => constant_problems(&layout, &graph_params, r),
         None => Vec::new(),
@@ -756,11 +676,7 @@ pub fn check_against(
         input_w: mw as usize,
     };
     // boxes normalized to [0, 1] (merge --quant-prep): the reference scales its boxes the same way
-    let normalized = merged
-        .proto
-        .metadata_props
-        .iter()
-        .any(|e| e.key() == "postmerge.merge" && e.value().contains("boxes=normalized"));
+    let normalized = rec.as_ref().is_some_and(|r| r.normalized.is_some());
     let norm = |mut d: Decoded| {
         if normalized {
             for b in d.boxes.chunks_mut(4) {
@@ -933,7 +849,7 @@ pub fn check_against(
     // step 2: the appended post-process on identical pre-NMS tensors vs the reference, with the
     // parameters the model records (its NMS constants must equal them)
     let dec = decode_head(mhead)?;
-    let step2_params = if layout == Layout::Decoded {
+    let step2_params = if !layout.has_nms() {
         wanted
     } else {
         recorded_params
@@ -957,7 +873,7 @@ pub fn check_against(
         detail: format!(
             "appended post-process vs the Rust reference on the same head tensor: {} selections{}; max box error {:.2e} px, max score error {:.2e}{}{}",
             sel.len(),
-            if layout == Layout::Decoded { " (reference NMS, to prove the input exercises the scores)" } else { "" },
+            if !layout.has_nms() { " (reference NMS, to prove the input exercises the scores)" } else { "" },
             cmp.max_box_err,
             cmp.max_score_err,
             if problems.is_empty() { String::new() } else { format!("; {}", problems.join("; ")) },
@@ -970,7 +886,7 @@ pub fn check_against(
     if let Some(o) = &orig_raw {
         let odec = decode_head(o)?;
         let mut refd = detections(&odec, &nms(&odec, &wanted)?)?;
-        let got = if layout == Layout::Decoded {
+        let got = if !layout.has_nms() {
             // no NMS in the model: the reference NMS on its decoded outputs
             let find = |n: &str| {
                 mouts
@@ -1018,7 +934,7 @@ pub fn check_against(
             compared: m.considered,
             detail: format!(
                 "merged detections vs the reference on the original's head output{}: {} clear of the threshold, {} missing, {} extra (matched by class and IoU >= 0.9){}{}",
-                if layout == Layout::Decoded { " (reference NMS on both)" } else { "" },
+                if !layout.has_nms() { " (reference NMS on both)" } else { "" },
                 m.considered,
                 m.missing,
                 m.extra,

@@ -142,24 +142,10 @@ pub struct DetectReport {
 
 /// The family a merged model was made from: our metadata, else the layout's convention.
 fn merged_family(m: &Model, layout: &Layout) -> Family {
-    let meta = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")
-        .map(|e| e.value().to_string())
-        .unwrap_or_default();
-    if meta.contains("family=gold-yolo") {
-        Family::GoldYolo
-    } else if meta.contains("family=yolox-decoded") {
-        Family::YoloxDecoded
-    } else if meta.contains("family=yolox-raw") {
-        Family::YoloxRaw
-    } else if *layout == Layout::PintoGoldYolo {
-        Family::GoldYolo
-    } else {
-        Family::YoloxRaw
-    }
+    crate::record::MergeRecord::of(m)
+        .and_then(|r| r.family)
+        .and_then(|id| crate::families::by_id(&id))
+        .unwrap_or_else(|| crate::families::for_layout(layout))
 }
 
 /// Run detection on a photo. `family` overrides the preprocessing convention; `params` are used
@@ -204,7 +190,7 @@ pub fn detect_with_names(
             .into_iter()
             .map(|(name, tensor)| OutputTensor { name, tensor })
             .collect();
-        if layout == Layout::Decoded {
+        if !layout.has_nms() {
             bail!("a `decoded` model has no NMS; run detect on the raw export instead");
         }
         (

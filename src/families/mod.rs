@@ -70,6 +70,31 @@ impl Family {
     pub fn from_id(id: &str) -> Option<Family> {
         FAMILIES.iter().copied().find(|f| f.id() == id)
     }
+
+    /// The family a merged model without a merge record was most likely made from, judged by its
+    /// layout: the one family whose default layout it is, else YOLOX raw (the most common export;
+    /// YOLOX raw and decoded share their preprocessing).
+    pub fn from_default_layout(layout: &Layout) -> Family {
+        let mut own = FAMILIES
+            .iter()
+            .copied()
+            .filter(|f| f.def().default_layout() == *layout);
+        match (own.next(), own.next()) {
+            (Some(f), None) => f,
+            _ => Family::YoloxRaw,
+        }
+    }
+}
+
+/// The family with this id (`yolox-raw`, …), as `merge` records it.
+pub fn by_id(id: &str) -> Option<Family> {
+    Family::from_id(id)
+}
+
+/// [`Family::from_default_layout`]: the family a merged model without a record was most likely
+/// made from.
+pub fn for_layout(layout: &Layout) -> Family {
+    Family::from_default_layout(layout)
 }
 
 /// A candidate head output, as recognition hands it to each family's rule.

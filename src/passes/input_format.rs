@@ -187,20 +187,11 @@ pub fn preprocessing_family(m: &Model, family: Option<Family>) -> Result<Family>
     if let Some(f) = family {
         return Ok(f);
     }
-    if let Some(e) = m
-        .proto
-        .metadata_props
-        .iter()
-        .find(|e| e.key() == "postmerge.merge")
+    if let Some(family) = crate::record::MergeRecord::of(m)
+        .and_then(|r| r.family)
+        .and_then(|id| crate::families::by_id(&id))
     {
-        for kv in e.value().split(';') {
-            match kv.trim() {
-                "family=gold-yolo" => return Ok(Family::GoldYolo),
-                "family=yolox-raw" => return Ok(Family::YoloxRaw),
-                "family=yolox-decoded" => return Ok(Family::YoloxDecoded),
-                _ => {}
-            }
-        }
+        return Ok(family);
     }
     let head = recognize(m, None)
         .context("cannot tell which preprocessing the model expects (pass --family)")?;

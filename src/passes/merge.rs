@@ -27,13 +27,15 @@ use serde::Serialize;
 
 use crate::builder::Builder;
 use crate::families::{Family, Recognized};
-use crate::graph::{make_attr_i, make_attr_ints, make_attr_t, GraphIndex};
+use crate::graph::{make_attr_i, make_attr_ints};
 use crate::head::{recognize, Head};
+use crate::layouts::{Appended, Keep, Selected};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::ValueInfoProto;
-use crate::passes::{default_opset, set_default_opset, set_metadata};
+use crate::passes::{default_opset, set_default_opset};
 use crate::postprocess::Layout;
+use crate::record::MergeRecord;
 use crate::shape::{make_vi, Dim};
 use crate::tensor::{tensor_f32, tensor_i64};
 
@@ -45,16 +47,8 @@ pub const SCORE: &str = "main01_score_threshold";
 /// Prefix of every other appended node and tensor.
 pub const PREFIX: &str = "postmerge/";
 
-/// How NMS thresholds are stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Thresholds {
-    /// Named initializers (rewritable in the file with `set` or sam4onnx).
-    #[default]
-    Const,
-    /// Graph inputs with same-named initializers as defaults.
-    Inputs,
-}
+/// How NMS thresholds are stored (recorded in the merge record).
+pub use crate::record::Thresholds;
 
 /// Options of `merge`.
 #[derive(Debug, Clone)]
@@ -180,16 +174,10 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         .family
         .family()
         .context("internal: merging a graph that has no raw head")?;
-    let layout = opts.layout.unwrap_or(family.def().default_layout());
-    let layout = match layout {
-        Layout::Trt { .. } => Layout::Trt {
-            max_det: opts.max_det,
-        },
-        Layout::Ultralytics { .. } => Layout::Ultralytics {
-            max_det: opts.max_det,
-        },
-        l => l,
-    };
+    let layout = opts
+        .layout
+        .unwrap_or(family.def().default_layout())
+        .with_max_det(opts.max_det);
     if opts.max_det == 0 {
         bail!("--max-det must be at least 1");
     }
@@ -237,38 +225,22 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
         append_decode(&mut b, &head, &out, n_boxes, classes, opts.normalize_boxes)?;
 
     let new_outputs: Vec<ValueInfoProto>;
-    let f32t = DataType::Float as i32;
-    let i32t = DataType::Int32 as i32;
-    match layout {
-        Layout::Decoded => {
-            b.op_named(
-                "Identity",
-                &format!("{PREFIX}boxes"),
-                &[&boxes],
-                &["boxes"],
-                vec![],
-            );
-            b.op_named(
-                "Identity",
-                &format!("{PREFIX}scores"),
-                &[&scores],
-                &["scores"],
-                vec![],
-            );
-            new_outputs = vec![
-                make_vi(
-                    "boxes",
-                    f32t,
-                    &[batch.clone(), Dim::Known(n_boxes), Dim::Known(4)],
-                ),
-                make_vi(
-                    "scores",
-                    f32t,
-                    &[batch.clone(), Dim::Known(n_boxes), Dim::Known(classes)],
-                ),
-            ];
+    let def = layout.def();
+    let mut t = Appended {
+        boxes: &boxes,
+        scores: &scores,
+        n_boxes,
+        classes,
+        batch: &batch,
+        head_out: &out,
+        k: layout.max_det().unwrap_or(0) as i64,
+        selected: None,
+    };
+    match def.keep() {
+        None => {
+            new_outputs = def.append(&mut b, &t)?;
         }
-        _ => {
+        Some(rows) => {
             let (sel_all, nms_scores, argmax, score_thr) =
                 append_nms(&mut b, &boxes, &scores, opts, ir)?;
             // Each selection's score and whether it is above the NMS score threshold (strictly,
@@ -276,19 +248,18 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
             // that pads NMS to a fixed size (TFLite: index 0, score ~1e-7) adds rows that are not.
             let sel_scores = b.op("GatherND", &[&nms_scores, &sel_all], vec![]); // [M]
             let keep = b.op("Greater", &[&sel_scores, &score_thr], vec![]); // [M] bool
-            let (sel, det_scores, keep_mask) =
-                if matches!(layout, Layout::Pinto | Layout::PintoGoldYolo) {
-                    // data-dependent row count: keep the rows (NonZero + Gather; onnx2tf converts
-                    // both, tract types them — Compress is not typed in tract)
-                    let nz = b.op("NonZero", &[&keep], vec![]); // [1,M']
-                    let idx = b.squeeze(&nz, &[0]); // [M']
-                    let sel = b.op("Gather", &[&sel_all, &idx], vec![make_attr_i("axis", 0)]);
-                    let sc = b.op("Gather", &[&sel_scores, &idx], vec![make_attr_i("axis", 0)]);
-                    (sel, sc, None)
-                } else {
-                    // fixed-K layouts: rows below the threshold are masked out of the per-image top-K
-                    (sel_all.clone(), sel_scores, Some(keep.clone()))
-                };
+            let (sel, det_scores, keep_mask) = if rows == Keep::Compact {
+                // data-dependent row count: keep the rows (NonZero + Gather; onnx2tf converts
+                // both, tract types them — Compress is not typed in tract)
+                let nz = b.op("NonZero", &[&keep], vec![]); // [1,M']
+                let idx = b.squeeze(&nz, &[0]); // [M']
+                let sel = b.op("Gather", &[&sel_all, &idx], vec![make_attr_i("axis", 0)]);
+                let sc = b.op("Gather", &[&sel_scores, &idx], vec![make_attr_i("axis", 0)]);
+                (sel, sc, None)
+            } else {
+                // fixed-K layouts: rows below the threshold are masked out of the per-image top-K
+                (sel_all.clone(), sel_scores, Some(keep.clone()))
+            };
             // selected rows: batch, class, box
             let sel_b = b.slice(&sel, &[0], &[1], &[1]);
             let box_idx_cols = b.const_i64("batch_box_cols", &[2], &[0, 2]);
@@ -305,110 +276,14 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
                     b.squeeze(&c, &[1])
                 }
             };
-            match layout {
-                Layout::Pinto | Layout::PintoGoldYolo => {
-                    let bf = b.cast(&sel_b, DataType::Float);
-                    let cls1 = b.unsqueeze(&det_class_i64, &[1]);
-                    let cf = b.cast(&cls1, DataType::Float);
-                    let sc = b.unsqueeze(&det_scores, &[1]);
-                    let (name, parts): (&str, Vec<&str>) = if layout == Layout::Pinto {
-                        (
-                            "batchno_classid_score_x1y1x2y2",
-                            vec![&bf, &cf, &sc, &det_boxes],
-                        )
-                    } else {
-                        (
-                            "batchno_classid_x1y1x2y2_score",
-                            vec![&bf, &cf, &det_boxes, &sc],
-                        )
-                    };
-                    b.op_named(
-                        "Concat",
-                        &format!("{PREFIX}output_concat"),
-                        &parts,
-                        &[name],
-                        vec![make_attr_i("axis", 1)],
-                    );
-                    new_outputs = vec![make_vi(name, f32t, &[Dim::Sym("N".into()), Dim::Known(7)])];
-                }
-                Layout::Trt { max_det } | Layout::Ultralytics { max_det } => {
-                    let k = max_det as i64;
-                    let sel_b1 = b.squeeze(&sel_b, &[1]); // [M]
-                    let keep_mask = keep_mask.context("internal: no keep mask")?;
-                    let (nd, db, ds, dc) = append_topk(
-                        &mut b,
-                        &out,
-                        &sel_b1,
-                        &keep_mask,
-                        &det_boxes,
-                        &det_scores,
-                        &det_class_i64,
-                        k,
-                        &batch,
-                    )?;
-                    if matches!(layout, Layout::Trt { .. }) {
-                        b.op_named(
-                            "Identity",
-                            &format!("{PREFIX}num_dets"),
-                            &[&nd],
-                            &["num_dets"],
-                            vec![],
-                        );
-                        b.op_named(
-                            "Identity",
-                            &format!("{PREFIX}det_boxes"),
-                            &[&db],
-                            &["det_boxes"],
-                            vec![],
-                        );
-                        b.op_named(
-                            "Identity",
-                            &format!("{PREFIX}det_scores"),
-                            &[&ds],
-                            &["det_scores"],
-                            vec![],
-                        );
-                        b.op_named(
-                            "Identity",
-                            &format!("{PREFIX}det_classes"),
-                            &[&dc],
-                            &["det_classes"],
-                            vec![],
-                        );
-                        new_outputs = vec![
-                            make_vi("num_dets", i32t, &[batch.clone(), Dim::Known(1)]),
-                            make_vi(
-                                "det_boxes",
-                                f32t,
-                                &[batch.clone(), Dim::Known(k), Dim::Known(4)],
-                            ),
-                            make_vi("det_scores", f32t, &[batch.clone(), Dim::Known(k)]),
-                            make_vi("det_classes", i32t, &[batch.clone(), Dim::Known(k)]),
-                        ];
-                    } else {
-                        // x1,y1,x2,y2,score,class; padding rows all zero
-                        let s3 = b.unsqueeze(&ds, &[2]);
-                        // -1 padding -> 0; Max on floats (integer Max needs opset 12)
-                        let cf0 = b.cast(&dc, DataType::Float);
-                        let zerof_out = b.const_f32("zero_class", &[1], &[0.0]);
-                        let cf = b.op("Max", &[&cf0, &zerof_out], vec![]);
-                        let c3 = b.unsqueeze(&cf, &[2]);
-                        b.op_named(
-                            "Concat",
-                            &format!("{PREFIX}output0"),
-                            &[&db, &s3, &c3],
-                            &["output0"],
-                            vec![make_attr_i("axis", 2)],
-                        );
-                        new_outputs = vec![make_vi(
-                            "output0",
-                            f32t,
-                            &[batch.clone(), Dim::Known(k), Dim::Known(6)],
-                        )];
-                    }
-                }
-                Layout::Decoded => unreachable!(),
-            }
+            t.selected = Some(Selected {
+                batch: sel_b,
+                boxes: det_boxes,
+                scores: det_scores,
+                classes: det_class_i64,
+                keep: keep_mask,
+            });
+            new_outputs = def.append(&mut b, &t)?;
         }
     }
     let appended = b.g.node.len() - before;
@@ -427,19 +302,27 @@ pub fn merge(m: &mut Model, opts: &MergeOptions) -> Result<MergeReport> {
     if m.proto.ir_version() < 4 && opts.thresholds == Thresholds::Inputs {
         bail!("--thresholds inputs needs IR version 4 or later (initializers as input defaults)");
     }
-    let desc = format!(
-        "family={}; layout={}; score={}; iou={}; max_per_class={}; agnostic={}; thresholds={}; max_det={}{}",
-        serde_json::to_value(head.family)?.as_str().unwrap_or("?"),
-        layout.name(),
-        opts.score_threshold,
-        opts.iou_threshold,
-        opts.max_per_class,
-        opts.agnostic,
-        if opts.thresholds == Thresholds::Const { "const" } else { "inputs" },
-        opts.max_det,
-        if opts.normalize_boxes { format!("; boxes=normalized/{}x{}", head.height.unwrap_or(0), head.width.unwrap_or(0)) } else { String::new() }
-    );
-    set_metadata(&mut m.proto, "postmerge.merge", &desc);
+    MergeRecord {
+        family: Some(
+            serde_json::to_value(head.family)?
+                .as_str()
+                .unwrap_or("?")
+                .to_string(),
+        ),
+        layout: Some(layout.name().to_string()),
+        score: Some(opts.score_threshold),
+        iou: Some(opts.iou_threshold),
+        max_per_class: usize::try_from(opts.max_per_class).ok(),
+        agnostic: Some(opts.agnostic),
+        thresholds: Some(opts.thresholds),
+        max_det: Some(opts.max_det),
+        normalized: opts.normalize_boxes.then(|| crate::record::Normalized {
+            height: head.height.unwrap_or(0),
+            width: head.width.unwrap_or(0),
+        }),
+        other: Vec::new(),
+    }
+    .store(m);
     Ok(MergeReport {
         family,
         layout: layout.name().to_string(),
@@ -527,93 +410,4 @@ fn append_nms(
         vec![make_attr_i("center_point_box", 0)],
     );
     Ok((sel, nms_scores, argmax, score))
-}
-
-/// Per-image top-K of the selections whose `keep` is true: (num_dets [B,1] i32, boxes [B,K,4],
-/// scores [B,K], classes [B,K] i32), sorted by descending score, padded with 0 / class -1. ONNX
-/// ops only.
-#[allow(clippy::too_many_arguments)]
-fn append_topk(
-    b: &mut Builder,
-    head_out: &str,
-    sel_batch: &str,
-    keep: &str,
-    boxes: &str,
-    scores: &str,
-    classes: &str,
-    k: i64,
-    batch: &Dim,
-) -> Result<(String, String, String, String)> {
-    // batch ids [B,1]
-    let bids = match batch {
-        Dim::Known(bn) => {
-            let v: Vec<i64> = (0..*bn).collect();
-            b.const_i64("batch_ids", &[*bn, 1], &v)
-        }
-        Dim::Sym(_) => {
-            let shp = b.op("Shape", &[head_out], vec![]);
-            let b0 = b.slice(&shp, &[0], &[1], &[0]);
-            let bsc = b.squeeze(&b0, &[0]);
-            let z = b.init("zero_scalar", tensor_i64("", &[], &[0]));
-            let one = b.init("one_scalar", tensor_i64("", &[], &[1]));
-            let r = b.op("Range", &[&z, &bsc, &one], vec![]);
-            b.unsqueeze(&r, &[1])
-        }
-    };
-    let sb = b.unsqueeze(sel_batch, &[0]); // [1,M]
-    let same_image = b.op("Equal", &[&bids, &sb], vec![]); // [B,M]
-                                                           // only selections above the score threshold count (padded NMS rows do not)
-    let keep1 = b.unsqueeze(keep, &[0]); // [1,M]
-    let eq = b.op("And", &[&same_image, &keep1], vec![]); // [B,M]
-    let s1 = b.unsqueeze(scores, &[0]); // [1,M]
-    let neg = b.const_f32("neg_one", &[1], &[-1.0]);
-    let dense = b.op("Where", &[&eq, &s1, &neg], vec![]); // [B,M]
-                                                          // K padding columns of -1: from a [B,1] slice of the head output so B follows the input
-    let col = b.slice(head_out, &[0, 0], &[1, 1], &[1, 2]); // [B,1,1]
-    let zerof = b.const_f32("zero_f", &[1], &[0.0]);
-    let colz = b.op("Mul", &[&col, &zerof], vec![]);
-    let coln = b.op("Add", &[&colz, &neg], vec![]); // all -1, [B,1,1]
-    let col2 = b.squeeze(&coln, &[2]); // [B,1]
-    let reps = b.const_i64("pad_repeats", &[2], &[1, k]);
-    let pad = b.op("Tile", &[&col2, &reps], vec![]); // [B,K]
-    let full = b.op("Concat", &[&dense, &pad], vec![make_attr_i("axis", 1)]); // [B,M+K]
-    let kk = b.const_i64("k", &[1], &[k]);
-    let tk = b.op_n(
-        "TopK",
-        &[&full, &kk],
-        2,
-        vec![
-            make_attr_i("axis", 1),
-            make_attr_i("largest", 1),
-            make_attr_i("sorted", 1),
-        ],
-    );
-    let (vals, idx) = (tk[0].clone(), tk[1].clone());
-    let thr = b.const_f32("valid_thr", &[1], &[-0.5]);
-    let valid = b.op("Greater", &[&vals, &thr], vec![]); // [B,K]
-    let valid_i = b.cast(&valid, DataType::Int32);
-    let num = b.reduce("ReduceSum", &valid_i, &[1], true); // [B,1] i32
-    let det_scores = b.op("Where", &[&valid, &vals, &zerof], vec![]);
-    // boxes: rows padded with K zero rows, gathered by idx, masked
-    let zb = b.init(
-        "zero_boxes",
-        tensor_f32("", &[k, 4], &vec![0.0; (k * 4) as usize]),
-    );
-    let bpad = b.op("Concat", &[boxes, &zb], vec![make_attr_i("axis", 0)]); // [M+K,4]
-    let gb = b.op("Gather", &[&bpad, &idx], vec![make_attr_i("axis", 0)]); // [B,K,4]
-    let vf = b.cast(&valid, DataType::Float);
-    let vf3 = b.unsqueeze(&vf, &[2]);
-    let det_boxes = b.op("Mul", &[&gb, &vf3], vec![]);
-    let zc = b.init("zero_classes", tensor_i64("", &[k], &vec![0; k as usize]));
-    let cpad = b.op("Concat", &[classes, &zc], vec![make_attr_i("axis", 0)]); // [M+K]
-    let gc = b.op("Gather", &[&cpad, &idx], vec![make_attr_i("axis", 0)]); // [B,K] i64
-    let gc32 = b.cast(&gc, DataType::Int32);
-    let m1 = b.init(
-        "minus_one_i32",
-        crate::tensor::tensor_from_values("", &[1], &crate::tensor::Values::I32(vec![-1])),
-    );
-    let det_classes = b.op("Where", &[&valid, &gc32, &m1], vec![]);
-    let _ = make_attr_t; // (kept for future constant attributes)
-    let _ = GraphIndex::default;
-    Ok((num, det_boxes, det_scores, det_classes))
 }

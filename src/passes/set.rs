@@ -13,6 +13,7 @@ use crate::graph::{constant, describe, ConstSource, GraphIndex, NameGen};
 use crate::model::Model;
 use crate::onnx::tensor_proto::DataType;
 use crate::onnx::TensorProto;
+use crate::record::MergeRecord;
 use crate::tensor::{tensor_from_values, Values};
 
 /// New values; `None` keeps the current one.
@@ -265,32 +266,14 @@ pub fn set(m: &mut Model, opts: &SetOptions) -> Result<Vec<SetChange>> {
         }
     }
     // keep the record of what the model computes in step with the graph
-    if let Some(e) = m
-        .proto
-        .metadata_props
-        .iter_mut()
-        .find(|e| e.key() == "postmerge.merge")
-    {
-        let updated: Vec<String> = e
-            .value()
-            .split(';')
-            .map(|kv| {
-                let kv = kv.trim();
-                match kv.split_once('=') {
-                    Some(("score", _)) if opts.score_threshold.is_some() => {
-                        format!("score={}", opts.score_threshold.unwrap_or_default())
-                    }
-                    Some(("iou", _)) if opts.iou_threshold.is_some() => {
-                        format!("iou={}", opts.iou_threshold.unwrap_or_default())
-                    }
-                    Some(("max_per_class", _)) if opts.max_per_class.is_some() => {
-                        format!("max_per_class={}", opts.max_per_class.unwrap_or_default())
-                    }
-                    _ => kv.to_string(),
-                }
-            })
-            .collect();
-        e.value = Some(updated.join("; "));
+    if let Some(mut r) = MergeRecord::of(m) {
+        r.score = opts.score_threshold.or(r.score);
+        r.iou = opts.iou_threshold.or(r.iou);
+        r.max_per_class = opts
+            .max_per_class
+            .and_then(|v| usize::try_from(v).ok())
+            .or(r.max_per_class);
+        r.store(m);
     }
     Ok(changes)
 }
