@@ -22,9 +22,10 @@ use crate::postprocess::{DecodeOptions, Decoded, HeadSpec, Layout, Selection};
 
 pub mod common;
 pub mod gold_yolo;
+pub mod head;
 pub mod yolox;
 
-pub use crate::head::recognize;
+pub use head::recognize;
 
 /// A registered detector family (its id). `postprocess::HeadKind` is this type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]

@@ -1,4 +1,8 @@
-//! ONNX IR core: knows no detector. So far only what shape inference split off
-//! ([`value_info`], [`validate`]); the other IR files move here later (architecture.md §4).
+//! ONNX IR core: knows no detector. Exact load/save with external data ([`model`]), tensor values
+//! ([`tensor`]), graph editing ([`graph`], [`builder`]), value infos and structure checks.
+pub mod builder;
+pub mod graph;
+pub mod model;
+pub mod tensor;
 pub mod validate;
 pub mod value_info;

@@ -202,11 +202,11 @@ pub enum CheckInput {
 pub const SCENES: [(&str, &[u8]); 2] = [
     (
         "dog_384x288.jpg",
-        include_bytes!("../assets/check/dog_384x288.jpg"),
+        include_bytes!("../../assets/check/dog_384x288.jpg"),
     ),
     (
         "shapes_128x160.png",
-        include_bytes!("../assets/check/shapes_128x160.png"),
+        include_bytes!("../../assets/check/shapes_128x160.png"),
     ),
 ];
 

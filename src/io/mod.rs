@@ -1,0 +1,2 @@
+//! Bytes and files without ONNX.
+pub mod npy;
