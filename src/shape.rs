@@ -812,6 +812,29 @@ pub fn infer_node(n: &NodeProto, s: &Shapes) -> Result<Vec<Info>> {
                 {
                     info.value = None;
                 }
+            } else if op == "Equal" {
+                // symbolic: Equal(shape vector, negative constants) — a dim is never negative, so
+                // a symbolic dim compares false (torch's expand lowering: Where(Equal(shape, -1),
+                // ones, shape) in YOLOX `--dynamic --decode_in_inference` exports)
+                if let (Some(a), Some(c)) = (dims_values(n, s, 0), int_values(n, s, 1)) {
+                    let out: Option<Vec<bool>> = (c.len() == a.len() || c.len() == 1)
+                        .then(|| {
+                            a.iter()
+                                .enumerate()
+                                .map(|(i, d)| {
+                                    let k = if c.len() == 1 { c[0] } else { c[i] };
+                                    match d.known() {
+                                        Some(v) => Some(v == k),
+                                        None => (k < 0).then_some(false),
+                                    }
+                                })
+                                .collect()
+                        })
+                        .flatten();
+                    if let Some(out) = out.filter(|o| shape.len() == 1 && o.len() == a.len()) {
+                        info.value = Some(Values::Bool(out));
+                    }
+                }
             } else if op == "Where" {
                 // symbolic: Where(cond_const, a, b) over shape vectors
                 if let (Some(c), Some(a), Some(b)) = (
