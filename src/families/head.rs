@@ -299,6 +299,11 @@ pub fn recognize(m: &Model, shapes: Option<&Shapes>) -> Result<Head> {
             format!("`{}` {txt} (declared {dtxt})", o.name())
         });
         let Some(shape) = shape else { continue };
+        if shape.len() == 3 && dt == DataType::Float16 as i32 {
+            if let Some(n) = shape[1].known().filter(|&n| strides_for(n, h, w).is_some()) {
+                bail!("output `{}` {} ({n} boxes) is float16 (a `--half` / model.half() export): the appended post-process computes in float32 and float16 heads are not supported; export in float32", o.name(), fmt_shape(&shape));
+            }
+        }
         if shape.len() != 3 || dt != DataType::Float as i32 {
             continue;
         }

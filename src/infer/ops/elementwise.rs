@@ -146,10 +146,36 @@ pub fn arithmetic(n: &NodeProto, s: &Shapes) -> Out {
 /// Equal (folded on two known operands), Greater, Less, And, Or, Xor, ...: bool.
 pub fn comparison(n: &NodeProto, s: &Shapes) -> Out {
     let shape = broadcast_inputs(n, s)?;
-    let value = input_values(n, s)
-        .filter(|v| v.len() == 2)
-        .and_then(|v| elementwise_values(n.op_type(), &v));
+    let value = match input_values(n, s) {
+        Some(v) => (v.len() == 2)
+            .then(|| elementwise_values(n.op_type(), &v))
+            .flatten(),
+        None if n.op_type() == "Equal" => equal_symbolic(n, s, &shape),
+        None => None,
+    };
     Ok(vec![folded(Some(DataType::Bool as i32), shape, value)])
+}
+
+/// Equal(shape vector, negative constants) with symbolic dims: a dim is never negative, so a
+/// symbolic dim compares false (torch's expand lowering: Where(Equal(shape, -1), ones, shape) in
+/// YOLOX `--dynamic --decode_in_inference` exports).
+fn equal_symbolic(n: &NodeProto, s: &Shapes, shape: &[Dim]) -> Option<Values> {
+    let (a, c) = (dims_values(n, s, 0)?, int_values(n, s, 1)?);
+    if !(c.len() == a.len() || c.len() == 1) {
+        return None;
+    }
+    let out: Vec<bool> = a
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let k = if c.len() == 1 { c[0] } else { c[i] };
+            match d.known() {
+                Some(v) => Some(v == k),
+                None => (k < 0).then_some(false),
+            }
+        })
+        .collect::<Option<_>>()?;
+    (shape.len() == 1 && out.len() == a.len()).then_some(Values::Bool(out))
 }
 
 /// Where: the dtype of input 1; folds known operands, and selects between two shape vectors
