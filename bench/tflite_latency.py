@@ -3,7 +3,7 @@
 onnxruntime, OpenVINO, TFLite fp32 and TFLite INT8 (issue 12, item 6).
 
     .ci/tflite-venv.sh --bench          # the TFLite venv + OpenVINO
-    /work/venv-tflite/bin/python bench/tflite_latency.py PATH_TO_POSTMERGE [--work DIR] [--runs 400]
+    /work/venv-tflite/bin/python bench/tflite_latency.py PATH_TO_POSTMERGE [--work DIR] [--rounds 15] [--runs 40]
         [--model ONNX] [--out results.json]
 
 Files (made in --work, reused when present):
@@ -18,10 +18,16 @@ Runtimes, each on one thread: onnxruntime (intra/inter-op 1, sequential), OpenVI
 ai_edge_litert Interpreter(num_threads=1) (XNNPACK, the default delegate). Inputs: the held-out
 scenes sample_0..4 in turn (the NMS cost depends on the candidates). Timed: one inference with
 its input copy-in and output copy-out (ORT session.run, OpenVINO infer(), TFLite set_tensor +
-invoke + get_tensor of every output). For each runtime the files are timed interleaved in one
-process (bare, merged, bare, merged, ...) after --warmup untimed runs of each, so load from other
-jobs falls on all alike; reported: median, p25-p75, and the median of the paired per-iteration
-difference merged - bare. Every TFLite file is first loaded in a subprocess: a file whose
+invoke + get_tensor of every output).
+
+Made for a loaded machine: for each runtime the files are timed interleaved in one process after
+--warmup untimed runs of each; each iteration runs every file once, in an order that alternates
+(bare, merged / merged, bare / ...) so neither file always runs first, and the iterations are cut
+into --rounds rounds of --runs iterations. Per round: the median of each file and their ratio
+merged / bare. Reported: the median of the per-round ratios with their p25-p75 and min-max
+(the spread says how much the load moved the figure), the pooled median of each file, the median
+of the paired per-iteration difference merged - bare, the minimum of each file (the least disturbed
+run), and the 1-min load average at the start and end of each runtime's rounds. Every TFLite file is first loaded in a subprocess: a file whose
 allocate_tensors() aborts is reported as such and not timed.
 """
 import argparse
@@ -82,18 +88,23 @@ def stats(ts):
     return {"median": statistics.median(ts), "p25": q[0], "p75": q[2], "min": min(ts), "n": len(ts)}
 
 
-def time_interleaved(runners, warmup, runs, xs):
-    """runners: {name: fn(x)}; returns {name: [ms]} with the files interleaved per iteration."""
+def time_interleaved(runners, warmup, runs, xs, rounds=1):
+    """runners: {name: fn(x)}; returns {name: [[ms] per round]}: every iteration runs each file
+    once, the order reversed on every other iteration."""
+    names = list(runners)
     for fn in runners.values():
         for i in range(warmup):
             fn(xs[i % len(xs)])
-    out = {k: [] for k in runners}
-    for i in range(runs):
-        x = xs[i % len(xs)]
-        for k, fn in runners.items():
-            t0 = time.perf_counter()
-            fn(x)
-            out[k].append((time.perf_counter() - t0) * 1e3)
+    out = {k: [[] for _ in range(rounds)] for k in names}
+    it = 0
+    for r in range(rounds):
+        for _ in range(runs):
+            x = xs[it % len(xs)]
+            for k in (names if it % 2 == 0 else names[::-1]):
+                t0 = time.perf_counter()
+                runners[k](x)
+                out[k][r].append((time.perf_counter() - t0) * 1e3)
+            it += 1
     return out
 
 
@@ -152,13 +163,14 @@ def tfl_runners(files, names, xs):
     return r
 
 
-def child(kind, files_json, names, warmup, runs):
+def child(kind, files_json, names, warmup, runs, rounds):
     files = {k: pathlib.Path(v) for k, v in json.loads(files_json).items()}
     xs = inputs_nchw()
     mk = {"onnxruntime": ort_runners, "openvino": ov_runners, "tflite": tfl_runners}[kind]
     runners = mk(files, names, xs)
-    ts = time_interleaved(runners, warmup, runs, xs)
-    print(json.dumps(ts))
+    load0 = os.getloadavg()[0]
+    ts = time_interleaved(runners, warmup, runs, xs, rounds)
+    print(json.dumps({"ts": ts, "load": [load0, os.getloadavg()[0]]}))
 
 
 def main():
@@ -166,7 +178,8 @@ def main():
     ap.add_argument("binary", type=pathlib.Path)
     ap.add_argument("--model", type=pathlib.Path, default=MODEL)
     ap.add_argument("--work", type=pathlib.Path, default=pathlib.Path("/tmp/tflite_latency"))
-    ap.add_argument("--runs", type=int, default=400)
+    ap.add_argument("--runs", type=int, default=40, help="iterations per round")
+    ap.add_argument("--rounds", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--out", type=pathlib.Path)
     args = ap.parse_args()
@@ -193,29 +206,39 @@ def main():
                     notes[n] = meta
                     continue
             ok.append(n)
-        ts = {}
+        ts, gload = {}, None
         if ok:
             r = subprocess.run([sys.executable, __file__, "--child", kind, json.dumps({k: str(v) for k, v in files.items()}),
-                                ",".join(ok), str(args.warmup), str(args.runs)], capture_output=True, text=True)
+                                ",".join(ok), str(args.warmup), str(args.runs), str(args.rounds)],
+                               capture_output=True, text=True)
             if r.returncode != 0:
                 for n in ok:
                     notes[n] = f"exit {r.returncode}: {r.stderr.strip().splitlines()[-1:]}"
             else:
-                ts = json.loads(r.stdout.strip().splitlines()[-1])
-        row = {"runtime": label, "files": names, "stats": {n: stats(v) for n, v in ts.items()}, "notes": notes}
+                res = json.loads(r.stdout.strip().splitlines()[-1])
+                ts, gload = res["ts"], res["load"]
+        flat = {n: [v for rnd in rr for v in rnd] for n, rr in ts.items()}
+        row = {"runtime": label, "files": names, "stats": {n: stats(v) for n, v in flat.items()}, "notes": notes,
+               "load": gload}
         base = names[0]
         for n in names[1:]:
             if base in ts and n in ts:
-                d = [b - a for a, b in zip(ts[base], ts[n])]
+                d = [b - a for a, b in zip(flat[base], flat[n])]
+                ratios = [statistics.median(m) / statistics.median(b) for b, m in zip(ts[base], ts[n])]
+                q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
                 row.setdefault("paired", {})[n] = {"median_ms": statistics.median(d),
-                                                   "pct": 100 * statistics.median(d) / statistics.median(ts[base])}
+                                                   "pct": 100 * statistics.median(d) / statistics.median(flat[base]),
+                                                   "ratio_median": statistics.median(ratios), "ratio_p25": q[0],
+                                                   "ratio_p75": q[2], "ratio_min": min(ratios),
+                                                   "ratio_max": max(ratios), "rounds": len(ratios)}
         results.append(row)
         print(json.dumps(row), file=sys.stderr, flush=True)
     load_end = os.getloadavg()[0]
-    print(f"\nruns {args.runs} per file (after {args.warmup} warm-ups), interleaved; 1-min load average "
-          f"{load:.1f} at start, {load_end:.1f} at end\n")
-    print("| runtime | bare ms, median (p25–p75) | merged ms, median (p25–p75) | merged / bare | paired merged − bare |")
-    print("|---|---|---|---|---|")
+    print(f"\n{args.rounds} rounds x {args.runs} interleaved iterations per file (after {args.warmup} warm-ups); "
+          f"1-min load average {load:.1f} at start, {load_end:.1f} at end; {os.cpu_count()} CPUs\n")
+    print("| runtime | bare ms, median (p25–p75) | merged ms, median (p25–p75) | merged / bare: median of "
+          "rounds (p25–p75, min–max) | paired merged − bare | min bare / merged | load |")
+    print("|---|---|---|---|---|---|---|")
     for row in results:
         base = row["files"][0]
         for n in row["files"][1:]:
@@ -224,17 +247,21 @@ def main():
                     s = row["stats"][k]
                     return f"{s['median']:.3f} ({s['p25']:.3f}–{s['p75']:.3f})"
                 return row["notes"].get(k, "-")
-            ratio = (f"{row['stats'][n]['median'] / row['stats'][base]['median']:.3f}"
-                     if n in row["stats"] and base in row["stats"] else "-")
             p = row.get("paired", {}).get(n)
+            ratio = (f"{p['ratio_median']:.3f} ({p['ratio_p25']:.3f}–{p['ratio_p75']:.3f}, "
+                     f"{p['ratio_min']:.3f}–{p['ratio_max']:.3f})" if p else "-")
             paired = f"{p['median_ms']:+.3f} ms ({p['pct']:+.1f} %)" if p else "-"
-            print(f"| {row['runtime']}: `{base}` vs `{n}` | {cell(base)} | {cell(n)} | {ratio} | {paired} |")
+            ld = f"{row['load'][0]:.1f}→{row['load'][1]:.1f}" if row.get("load") else "-"
+            mins = (f"{row['stats'][base]['min']:.3f} / {row['stats'][n]['min']:.3f}"
+                    if n in row["stats"] and base in row["stats"] else "-")
+            print(f"| {row['runtime']}: `{base}` vs `{n}` | {cell(base)} | {cell(n)} | {ratio} | {paired} | {mins} | {ld} |")
     if args.out:
-        args.out.write_text(json.dumps({"load": [load, load_end], "runs": args.runs, "results": results}, indent=1))
+        args.out.write_text(json.dumps({"load": [load, load_end], "runs": args.runs, "rounds": args.rounds,
+                                              "results": results}, indent=1))
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 7 and sys.argv[1] == "--child":
-        child(sys.argv[2], sys.argv[3], sys.argv[4].split(","), int(sys.argv[5]), int(sys.argv[6]))
+    if len(sys.argv) == 8 and sys.argv[1] == "--child":
+        child(sys.argv[2], sys.argv[3], sys.argv[4].split(","), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7]))
         sys.exit(0)
     sys.exit(main())

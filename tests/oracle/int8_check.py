@@ -9,8 +9,17 @@ For each model, two float graphs are made with the binary:
   prepared = `postmerge merge IN -o prep.onnx --layout pinto --quant-prep` (boxes normalized to
              [0,1], opset 13, post-process listed in prep.nodes_to_exclude.json)
 Both are quantized with onnxruntime.quantization.quantize_static: QuantFormat.QDQ,
-per_channel=True, CalibrationMethod.MinMax, activations QUInt8 (asymmetric uint8), weights QInt8
-(symmetric int8), reduce_range=False; the prepared one with nodes_to_exclude = the sidecar list.
+per_channel=True, CalibrationMethod.MinMax, activations QInt8 (asymmetric int8), weights QInt8
+(symmetric int8), reduce_range=False ("S8S8", onnxruntime's recommended first choice for QDQ);
+the prepared one with nodes_to_exclude = the sidecar list. Not QUInt8 activations ("U8S8"): on
+x86 onnxruntime runs U8S8 Convs with kernels that do not compute what the QDQ graph says
+(VPMADDUBSW saturates 16-bit pair sums). Measured on the project's fixture (tests/oracle/README.md):
+the same U8S8 model gives F1 0.833 with its fused kernels and 1.000 with graph optimizations off
+(DequantizeLinear -> float op -> QuantizeLinear, the graph's reference semantics), while S8S8 gives
+bit-identical NMS inputs both ways, equal to U8S8 run unfused. Asymmetric uint8 and int8 hold the
+same grid (zero point shifted by 128), so the choice changes the kernels, not the quantization.
+Reported for every case: the prepared INT8 model's fused kernels against its own reference
+semantics (F1).
 If the naive per-channel run raises or writes a model onnxruntime cannot load (at opset 11
 per-channel DequantizeLinear needs the `axis` attribute of opset 13), it is retried per-tensor
 and the fallback is reported. A model that cannot be quantized at all counts as F1 0 with the reason.
@@ -21,12 +30,17 @@ score order, each float detection matched at most once. F1 = 2 TP / (n_float + n
 over the held-out inputs. The prepared model's rows are multiplied by [W, H, W, H] (its float
 reference is the prepared float model, unnormalized the same way).
 
-Requirement (one case per model): prepared F1 > naive F1, and prepared F1 >= 0.9 for every model
-whose float output is stable (self-agreement F1 >= 0.95 under 0.1 and 1 grey level of input noise:
-the trained shapes models). Random-weight models are chaotic (they disagree with themselves under
-0.1 grey level of noise), so no 8-bit quantization can keep 0.9 there; their F1 is reported. The
-project's own trained fixture (a second, 35-minute training run) is measured the same way; its F1
-against the 0.9 bar is printed, not required (all its other checks are). Also reported:
+Requirement (one case per model): prepared F1 >= 0.9 for every model whose float output is stable
+(self-agreement F1 >= 0.95 under 0.1 and 1 grey level of input noise: the three trained shapes
+models, the project's own fixture included), and the prepared graph beats the naive one: a higher
+F1, or the same F1 with a smaller mean |score error| of the matched detections. Why not F1 alone:
+since `merge` bounds the log-sizes before Exp, the naive merge no longer collapses in INT8, and on
+a trained model both can keep the same detection set; what the naive graph still loses is its
+output rows, one [N, 7] tensor whose single quantization scale mixes pixels, class ids and
+probabilities (fixture: scores come back as 0, 0.629 or 1.258, mean |score error| 0.30 against
+0.02 prepared), which a class + IoU match does not see. Random-weight models are chaotic (they
+disagree with themselves under 0.1 grey level of noise), so no 8-bit quantization can keep 0.9
+there; their F1 is reported. Also reported:
 file sizes, median single-thread onnxruntime latency (intra/inter-op threads 1, >= 20 runs after
 2 warm-ups) of float and INT8, float detection counts, precision/recall, and that the excluded
 nodes stayed float in the quantized prepared graph.
@@ -89,7 +103,8 @@ LAT_RUNS = 20
 SEED = 20240607
 NOISE_SD = (0.1, 1.0)  # grey levels, for the float stability reference
 
-ACTIVATION_TYPE = QuantType.QUInt8
+# S8S8: see the docstring (U8S8's x86 kernels depart from the QDQ graph's own semantics)
+ACTIVATION_TYPE = QuantType.QInt8
 WEIGHT_TYPE = QuantType.QInt8
 
 
@@ -235,11 +250,8 @@ def shapes_sets(H, W, own=False):
 # model specs
 # ---------------------------------------------------------------------------------------------
 
-def spec(stem, family, data, path=None, bar_reported=None):
-    """`bar_reported`: why this case's 0.9 bar is printed rather than required (every other check
-    of the case still is)."""
-    return {"stem": stem, "path": path or MODELS / f"{stem}.onnx", "family": family, "data": data,
-            "bar_reported": bar_reported}
+def spec(stem, family, data, path=None):
+    return {"stem": stem, "path": path or MODELS / f"{stem}.onnx", "family": family, "data": data}
 
 
 def all_specs(quick):
@@ -248,10 +260,7 @@ def all_specs(quick):
         spec("yolox_nano_80c_640x640_op11", "yolox", "photos"),
         spec("gold_yolo_n_80c_640x640_op13", "gold", "photos"),
         spec("yolox_nano_3c_640x640_op11_shapes", "yolox", "shapes"),
-        spec("fixture_shapes_128x160", "yolox", "own-shapes", REPO / "tests" / "fixtures" / "shapes_128x160.onnx",
-             bar_reported="a second trained copy, added after issue 6 was judged: the project's own 35-minute "
-                          "training run (tests/fixtures/shapes/train.json) on its 8 held-out scenes; the 0.9 "
-                          "bar is required of the shared trained models above"),
+        spec("fixture_shapes_128x160", "yolox", "own-shapes", REPO / "tests" / "fixtures" / "shapes_128x160.onnx"),
     ]
     if quick:
         specs = specs[:2]
@@ -286,9 +295,13 @@ def postmerge(binary, *args):
     need(r.returncode == 0, f"postmerge {' '.join(map(str, args))} exited {r.returncode}: {r.stderr.strip()[-400:]}")
 
 
-def session(path, threads=0):
+def session(path, threads=0, reference=False):
+    """`reference`: graph optimizations off, so a QDQ model runs as DequantizeLinear -> float op ->
+    QuantizeLinear (its own semantics) instead of fused integer kernels."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if reference:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if threads:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = threads
@@ -550,6 +563,8 @@ def evaluate(binary, s, tmp):
         res["prep"] = agreement(f_prep, q_prep)
         res["prep_err"] = prenms_error(pre_prep, pre_qp, scale)
         res["prep_float_check"] = excluded_stay_float(qp, exclude)
+        # do onnxruntime's fused INT8 kernels compute what the QDQ graph says? (reported)
+        res["prep_kernels"] = agreement(detections(session(qp, reference=True), name, hx, scale), q_prep)["f1"]
         res["n_excluded"] = len(exclude)
     except Exception as e:  # noqa: BLE001
         res["prep_notes"].append(f"per-channel failed: {type(e).__name__}: {str(e).splitlines()[0][:220]}")
@@ -634,6 +649,9 @@ def main():
                       "'Please consider pre-processing before quantization' for it too (log silenced here)")
             print(f"     prepared [per-channel, {r.get('n_excluded', '?')} nodes excluded]: {fmt_agree(r['prep'])}"
                   f"{fmt_err(r.get('prep_err'))}")
+            if "prep_kernels" in r:
+                print(f"     prepared INT8: fused kernels vs the QDQ graph's reference semantics (optimizations off) "
+                      f"F1 {r['prep_kernels']:.3f} (reported)")
             print("     float stability reference (not required): float prepared vs itself with input noise "
                   + ", ".join(f"SD {sd:g} grey level F1 {f1:.3f}" for sd, f1 in r["noise_f1"].items()))
             fc = r.get("prep_float_check")
@@ -655,17 +673,19 @@ def main():
             # required and the F1 is reported. Trained models must reach the bar.
             stable = min(r["noise_f1"].values()) >= STABLE_F1 if r["noise_f1"] else False
             if stable and r["prep"]["f1"] < F1_MIN:
-                if s["bar_reported"]:
-                    print(f"     REPORTED, not required: prepared F1 {r['prep']['f1']:.3f} < {F1_MIN} "
-                          f"({s['bar_reported']})", flush=True)
-                else:
-                    problems.append(f"prepared F1 {r['prep']['f1']:.3f} < {F1_MIN}")
+                problems.append(f"prepared F1 {r['prep']['f1']:.3f} < {F1_MIN}")
             if not stable:
                 print(f"     note: the float model is not stable under input noise (self-agreement "
                       f"{min(r['noise_f1'].values()) if r['noise_f1'] else float('nan'):.3f} < {STABLE_F1}); the {F1_MIN} bar "
                       f"does not apply, only prepared > naive", flush=True)
-            if not r["prep"]["f1"] > r["naive"]["f1"]:
-                problems.append(f"prepared F1 {r['prep']['f1']:.3f} not above naive {r['naive']['f1']:.3f}")
+            # prepared beats naive: higher F1, or the same F1 and smaller score error on the matches
+            # (the naive rows share one scale between pixels and probabilities; see the docstring)
+            pf, nf = r["prep"]["f1"], r["naive"]["f1"]
+            ps, ns = r["prep"]["mean_dscore"], r["naive"]["mean_dscore"]
+            tie_won = np.isclose(pf, nf) and np.isfinite(ps) and np.isfinite(ns) and ps < ns
+            if not (pf > nf and not np.isclose(pf, nf)) and not tie_won:
+                problems.append(f"prepared F1 {pf:.3f} (mean|Δscore| {ps:.3f}) does not beat naive F1 {nf:.3f} "
+                                f"(mean|Δscore| {ns:.3f})")
             if fc and (fc["missing"] or fc["q_outputs"]):
                 problems.append(f"excluded nodes quantized: missing {fc['missing'][:3]}, quantized outputs {fc['q_outputs'][:3]}")
             if r["float_prep_vs_naive"] < 1.0:
@@ -676,10 +696,10 @@ def main():
                 print(f"FAIL {name}: {'; '.join(problems)}", flush=True)
             else:
                 passed += 1
-                bar = ((f">= {F1_MIN} and " if r["prep"]["f1"] >= F1_MIN else f"(< {F1_MIN}: reported) ")
-                       if stable else "(bar n/a: unstable float model) ")
-                print(f"ok   {name}: prepared F1 {r['prep']['f1']:.3f} {bar}> naive F1 {r['naive']['f1']:.3f}",
-                      flush=True)
+                bar = f">= {F1_MIN}" if stable else "(bar n/a: unstable float model)"
+                how = (f"> naive F1 {nf:.3f}" if not tie_won else
+                       f"= naive F1 {nf:.3f}, mean|Δscore| {ps:.3f} < naive {ns:.3f}")
+                print(f"ok   {name}: prepared F1 {pf:.3f} {bar} and {how}", flush=True)
 
     print()
     print("| model | HxW | float dets | naive INT8 F1 (mode) | prepared INT8 F1 | size float / naive int8 / prep int8 "

@@ -44,10 +44,16 @@ OWN = REPO / "tests" / "fixtures" / "shapes"
 
 F1_MIN = 0.95        # TFLite vs the same ONNX file in onnxruntime float, required
 # Known shortfalls, stated rather than hidden: the INT8 files of the 640x640 trained model reach
-# F1 0.876 vs onnxruntime float (measured 2026-12-01; onnxruntime's own QDQ INT8 reaches ~0.91 on it).
-# The 0.95 bar of issue 12 is NOT met there and the issue stays open; until it is, these rows must
-# still load and stay at or above a regression floor just under the measured figure, and every
-# run prints them as "BELOW BAR".
+# F1 0.852 vs onnxruntime float (measured 2026-12-02 with the log-size bound K = 4 of 30e7e98; 0.876 on
+# 2026-12-01 with K = 2). The 0.95 bar of issue 12
+# is NOT met there and the issue stays open; until it is, these rows must still load and stay at or
+# above a regression floor just under the measured figure, and every run prints them as "BELOW BAR".
+# Why (docs/deploy-raspberry-pi.md, "640x640: why INT8 falls short"): the box-size tensors are
+# calibrated up to the log-size bound (junk anchors reach it on 6 of the 16 calibration mosaics), so
+# int8 box widths step by 10 px at 640 (2.5 px at 128x160) against 14-56 px objects; and the head's
+# Concat puts log-sizes and probabilities in one tensor (scale 0.149). Tried: the head split by hand
+# 0.857, calibration without exploding anchors 0.879; the NMS inputs stay on a 5 px grid. What is left
+# changes the merge / quant-prep graph (fixed by the insta snapshots).
 KNOWN_BELOW_BAR = {
     ("yolox_nano_3c_640x640_op11_shapes", "integer_quant"): 0.85,
     ("yolox_nano_3c_640x640_op11_shapes", "full_integer_quant"): 0.85,
