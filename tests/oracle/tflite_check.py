@@ -54,9 +54,17 @@ F1_MIN = 0.95        # TFLite vs the same ONNX file in onnxruntime float, requir
 # Concat puts log-sizes and probabilities in one tensor (scale 0.149). Tried: the head split by hand
 # 0.857, calibration without exploding anchors 0.879; the NMS inputs stay on a 5 px grid. What is left
 # changes the merge / quant-prep graph (fixed by the insta snapshots).
+#
+# The project's fixture (128x160) is below the bar for the same first reason since the bound went
+# from K = 2 to K = 4 (30e7e98, so that no candidate of the corpus changes, a random-weight one is
+# 2.05x max(H,W) wide): F1 0.909 in all four INT8 files, float and uint8 input (TP 15 of 16 vs 17
+# rows; measured 2026-12-02), against 0.970 with K = 2 or 1 (the initializer edited alone,
+# docs/deploy-raspberry-pi.md). Floor 0.90: one more lost detection fails the run.
 KNOWN_BELOW_BAR = {
     ("yolox_nano_3c_640x640_op11_shapes", "integer_quant"): 0.85,
     ("yolox_nano_3c_640x640_op11_shapes", "full_integer_quant"): 0.85,
+    ("fixture_shapes_128x160", "integer_quant"): 0.90,
+    ("fixture_shapes_128x160", "full_integer_quant"): 0.90,
 }
 MATCH_IOU = 0.5      # a match: same class, IoU >= 0.5 (greedy, as int8_check.py)
 STANDIN = "calibration_image_sample_data_20x128x128x3_float32.npy"
