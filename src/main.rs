@@ -28,7 +28,8 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    let outcome = std::panic::catch_unwind(|| cli::run(args));
+    // the arguments hold only `&'static` registry entries (immutable) besides plain values
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cli::run(args)));
     // an interrupt being handled finishes first (exit 130)
     let _finishing = cli::signals::exit_lock();
     if postmerge::model::is_cancelled() {

@@ -1,9 +1,9 @@
 //! The command line's types: [`Cli`], one [`Cmd`] variant per subcommand with its arguments, and
 //! the value enums of `--layout`, `--input-format`, `--thresholds` and `--family`.
 //!
-//! `--layout` and `--family` keep their own enums rather than listing
-//! `postmerge::layouts::LAYOUTS` / `postmerge::families::FAMILIES`: the family registry is in
-//! recognition order (gold-yolo first), which would reorder `--help`'s possible values.
+//! `--layout` lists `postmerge::layouts::LAYOUTS`. `--family` keeps its own enum rather than
+//! listing `postmerge::families::FAMILIES`: that registry is in recognition order (gold-yolo
+//! first), which would reorder `--help`'s possible values.
 
 use std::path::PathBuf;
 
@@ -342,13 +342,29 @@ pub struct NmsArgs {
     pub max_det: usize,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum LayoutArg {
-    Pinto,
-    PintoGoldyolo,
-    Trt,
-    Ultralytics,
-    Decoded,
+/// A `--layout` value: one of [`postmerge::layouts::LAYOUTS`], by its name, in registry order.
+#[derive(Clone, Copy)]
+pub struct LayoutArg(pub &'static dyn postmerge::layouts::OutputLayout);
+
+impl LayoutArg {
+    /// `decoded` (quant-prep's default).
+    pub const DECODED: LayoutArg = LayoutArg(&postmerge::layouts::decoded::DECODED);
+}
+
+impl clap::ValueEnum for LayoutArg {
+    fn value_variants<'a>() -> &'a [Self] {
+        static ALL: std::sync::OnceLock<Vec<LayoutArg>> = std::sync::OnceLock::new();
+        ALL.get_or_init(|| {
+            postmerge::layouts::LAYOUTS
+                .iter()
+                .map(|&l| LayoutArg(l))
+                .collect()
+        })
+    }
+
+    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
+        Some(clap::builder::PossibleValue::new(self.0.name()))
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]

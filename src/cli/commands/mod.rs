@@ -73,7 +73,6 @@ fn merge_options(
     opset: Option<i64>,
     family: Option<FamilyArg>,
 ) -> postmerge::passes::merge::MergeOptions {
-    use postmerge::postprocess::Layout;
     let NmsArgs {
         score,
         iou,
@@ -85,13 +84,7 @@ fn merge_options(
         iou_threshold: iou,
         max_per_class,
         max_det,
-        layout: layout.map(|l| match l {
-            LayoutArg::Pinto => Layout::Pinto,
-            LayoutArg::PintoGoldyolo => Layout::PintoGoldYolo,
-            LayoutArg::Trt => Layout::Trt { max_det },
-            LayoutArg::Ultralytics => Layout::Ultralytics { max_det },
-            LayoutArg::Decoded => Layout::Decoded,
-        }),
+        layout: layout.map(|l| l.0.with_k(max_det)),
         agnostic,
         thresholds: match thresholds {
             ThresholdsArg::Const => postmerge::passes::merge::Thresholds::Const,

@@ -20,7 +20,7 @@ pub fn run(a: QuantPrepArgs) -> Result<ExitCode> {
     let jobs = plan_jobs(&input, &output, &[], None, in_place)?;
     let mut opts = super::merge_options(
         nms,
-        Some(layout.unwrap_or(LayoutArg::Decoded)),
+        Some(layout.unwrap_or(LayoutArg::DECODED)),
         false,
         ThresholdsArg::Const,
         None,
