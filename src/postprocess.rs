@@ -889,15 +889,12 @@ pub fn reference_detections(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
+/// Builders shared by the unit tests of the reference and of the layouts.
+pub(crate) mod test_support {
+    use super::{Decoded, Selection};
 
-    /// A decoded tensor for one image from (box, per-class scores) pairs.
-    fn dec(items: &[([f32; 4], &[f32])]) -> Decoded {
-        dec_batch(&[items])
-    }
-
-    fn dec_batch(images: &[&[([f32; 4], &[f32])]]) -> Decoded {
+    /// A decoded tensor for several images from (box, per-class scores) pairs.
+    pub(crate) fn dec_batch(images: &[&[([f32; 4], &[f32])]]) -> Decoded {
         let n = images[0].len();
         let c = images[0][0].1.len();
         let mut boxes = Vec::new();
@@ -912,12 +909,24 @@ mod tests {
         Decoded::from_boxes_scores(images.len(), n, c, boxes, scores).unwrap()
     }
 
-    fn sel(batch: usize, class: usize, box_index: usize) -> Selection {
+    /// A selection.
+    pub(crate) fn sel(batch: usize, class: usize, box_index: usize) -> Selection {
         Selection {
             batch,
             class,
             box_index,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::{dec_batch, sel};
+
+    /// A decoded tensor for one image from (box, per-class scores) pairs.
+    fn dec(items: &[([f32; 4], &[f32])]) -> Decoded {
+        dec_batch(&[items])
     }
 
     fn params(score: f32, iou: f32, cap: usize) -> NmsParams {

@@ -347,28 +347,7 @@ mod tests {
     const C: [f32; 4] = [0.0, 0.0, 10.0, 5.0];
     const FAR: [f32; 4] = [100.0, 100.0, 110.0, 110.0];
 
-    fn dec_batch(images: &[&[([f32; 4], &[f32])]]) -> Decoded {
-        let n = images[0].len();
-        let c = images[0][0].1.len();
-        let mut boxes = Vec::new();
-        let mut scores = Vec::new();
-        for img in images {
-            assert_eq!(img.len(), n);
-            for (b, s) in img.iter() {
-                boxes.extend_from_slice(b);
-                scores.extend_from_slice(s);
-            }
-        }
-        Decoded::from_boxes_scores(images.len(), n, c, boxes, scores).unwrap()
-    }
-
-    fn sel(batch: usize, class: usize, box_index: usize) -> Selection {
-        Selection {
-            batch,
-            class,
-            box_index,
-        }
-    }
+    use crate::postprocess::test_support::{dec_batch, sel};
 
     fn two_image_case() -> (Decoded, Vec<Selection>) {
         let img0: &[([f32; 4], &[f32])] = &[(A, &[0.5, 0.1]), (FAR, &[0.9, 0.6]), (C, &[0.1, 0.5])];
