@@ -2,7 +2,7 @@
 //! with SIGKILL at many points of its run; afterwards each destination must be either absent or a
 //! complete, loadable file byte-identical to an uninterrupted run's — never truncated — because
 //! every write goes through a temp file in the destination folder, fsync, then rename
-//! (src/model.rs `atomic_write`).
+//! (src/ir/model.rs `atomic_write`).
 //!
 //! What SIGKILL does leave: the temp file being written at that moment (`.postmerge-XXXXXX.tmp`,
 //! removed by its destructor on every normal or error exit, but a killed process runs no code).

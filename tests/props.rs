@@ -1,5 +1,5 @@
 //! Property tests (proptest) of the reference NMS (src/postprocess.rs) against a brute-force O(n²)
-//! reimplementation of ONNX NonMaxSuppression, and of the graph layer (src/graph.rs): toposort,
+//! reimplementation of ONNX NonMaxSuppression, and of the graph layer (src/ir/graph.rs): toposort,
 //! cleanup, unique names; plus "shape inference never panics" on random nodes.
 
 // `!(iou > thr)` on purpose: the ONNX rule is "suppress when IoU > thr", NaN included
@@ -516,7 +516,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 3000, failure_persistence: persistence(), ..ProptestConfig::default() })]
 
     /// Whatever the operands and attributes, `infer_node` returns Ok or Err, never panics (the
-    /// panics fixed in src/shape.rs were overflows, empty operands and missing outputs).
+    /// panics fixed in the shape inference (then src/shape.rs, now src/infer/) were overflows, empty operands and missing outputs).
     #[test]
     fn infer_node_never_panics(
         op in prop::sample::select(OPS.to_vec()),

@@ -256,7 +256,7 @@ fn yolov6_exports_merge_and_check_but_do_not_resize_yet() {
     }
 }
 
-/// numpy's int64 output of onnxruntime (the `_e2e_ort` export's `num_dets`), read by src/npy.rs.
+/// numpy's int64 output of onnxruntime (the `_e2e_ort` export's `num_dets`), read by src/io/npy.rs.
 #[test]
 fn reads_real_int64_npy_output() {
     let Some(dir) = common::shared_or_skip("reading the shared int64 raw_num_dets.npy") else {
