@@ -7,6 +7,8 @@
 //! The real Gold-YOLO `--dynamic-batch` file runs when POSTMERGE_SHARED names the shared corpus.
 //! onnxruntime runs the same batch cases in tests/oracle/batch_check.py.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use postmerge::head::{recognize, Family};
@@ -65,40 +67,6 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-/// The reference input and three different images made from it (mirrored, flipped, rolled): a
-/// model that mixes or repeats the images of a batch cannot give each its own detections.
-fn variants(x: &Npy) -> Vec<Npy> {
-    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
-    let v = x.to_f32();
-    let at = |ch: usize, y: usize, xx: usize| v[(ch * h + y) * w + xx];
-    let make = |f: &dyn Fn(usize, usize, usize) -> f32| {
-        let mut d = Vec::with_capacity(v.len());
-        for ch in 0..c {
-            for y in 0..h {
-                for xx in 0..w {
-                    d.push(f(ch, y, xx));
-                }
-            }
-        }
-        Npy::new(vec![1, c, h, w], NpyData::F32(d)).unwrap()
-    };
-    vec![
-        make(&|ch, y, xx| at(ch, y, xx)),
-        make(&|ch, y, xx| at(ch, y, w - 1 - xx)),
-        make(&|ch, y, xx| at(ch, h - 1 - y, xx)),
-        make(&|ch, y, xx| at(ch, y, (xx + w - 37) % w)),
-    ]
-}
-
-fn stack(imgs: &[Npy]) -> Npy {
-    let mut d = Vec::new();
-    for i in imgs {
-        d.extend(i.to_f32());
-    }
-    let mut shape = imgs[0].shape.clone();
-    shape[0] = imgs.len();
-    Npy::new(shape, NpyData::F32(d)).unwrap()
-}
 
 /// Rows of the PINTO-style `[N, 7]` output (col 0 = image index), per image, index dropped.
 fn rows_per_image(out: &Npy, b: usize) -> Vec<Vec<Vec<f32>>> {
@@ -123,7 +91,7 @@ fn batch_independent(model: &Path, input: &Path) {
         Dim::Sym("batch".into()),
         "the merged model keeps the symbolic batch"
     );
-    let imgs = variants(&read_npy_file(input).unwrap());
+    let imgs = common::variants(&read_npy_file(input).unwrap());
     let out_name = m.graph().output[0].name().to_string();
     let runs = |x: &Npy| -> Npy {
         let outs = postmerge::run::run_once(&m, &[x], &[]).unwrap();
@@ -138,7 +106,7 @@ fn batch_independent(model: &Path, input: &Path) {
         "every image has detections alone"
     );
     for b in [2usize, 4] {
-        let per = rows_per_image(&runs(&stack(&imgs[..b])), b);
+        let per = rows_per_image(&runs(&common::stack(&imgs[..b])), b);
         for i in 0..b {
             assert_eq!(
                 per[i].len(),

@@ -16,10 +16,12 @@
 //!
 //! Bare clone: fixtures only.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
 use postmerge::model::Model;
-use postmerge::npy::{read_npy_file, write_npy_file, Npy, NpyData};
+use postmerge::npy::{read_npy_file, write_npy_file, Npy};
 
 const STEM: &str = "yolox_w03125_128x160";
 
@@ -88,40 +90,6 @@ fn dims(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-/// Image variants of the dog input (mirror, flip, roll): a model that mixes the images of a
-/// batch cannot give each its own detections.
-fn variants(x: &Npy) -> Vec<Npy> {
-    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
-    let v = x.to_f32();
-    let at = |ch: usize, y: usize, xx: usize| v[(ch * h + y) * w + xx];
-    let make = |f: &dyn Fn(usize, usize, usize) -> f32| {
-        let mut d = Vec::with_capacity(v.len());
-        for ch in 0..c {
-            for y in 0..h {
-                for xx in 0..w {
-                    d.push(f(ch, y, xx));
-                }
-            }
-        }
-        Npy::new(vec![1, c, h, w], NpyData::F32(d)).unwrap()
-    };
-    vec![
-        make(&|ch, y, xx| at(ch, y, xx)),
-        make(&|ch, y, xx| at(ch, y, w - 1 - xx)),
-        make(&|ch, y, xx| at(ch, h - 1 - y, xx)),
-        make(&|ch, y, xx| at(ch, y, (xx + w - 37) % w)),
-    ]
-}
-
-fn stack(imgs: &[Npy]) -> Npy {
-    let mut d = Vec::new();
-    for i in imgs {
-        d.extend(i.to_f32());
-    }
-    let mut shape = imgs[0].shape.clone();
-    shape[0] = imgs.len();
-    Npy::new(shape, NpyData::F32(d)).unwrap()
-}
 
 /// What the exporter declared, what postmerge must infer.
 struct Expect {
@@ -220,7 +188,7 @@ fn check_tract_vs_onnxruntime(mode: &str, e: &Expect) {
     let m = Model::load(&model(mode)).unwrap();
     let x = dog();
     let input = if e.batch == "2" {
-        stack(&variants(&x)[..2])
+        common::stack(&common::variants(&x)[..2])
     } else {
         x
     };
@@ -369,7 +337,7 @@ fn check_batched(mode: &str, merged: &Path, dir: &Path) {
     let v = json(&ok(&["inspect", s(merged), "--json"]));
     assert_eq!(dims(&v["inputs"][0]["shape"])[0], "batch", "{mode}: {v}");
     let m = Model::load(merged).unwrap();
-    let imgs = variants(&dog());
+    let imgs = common::variants(&dog());
     let runs = |x: &Npy| -> Npy {
         let outs = postmerge::run::run_once(&m, &[x], &[]).unwrap();
         outs.into_iter()
@@ -385,7 +353,7 @@ fn check_batched(mode: &str, merged: &Path, dir: &Path) {
         alone.iter().all(|a| !a.is_empty()),
         "{mode}: every image has detections alone"
     );
-    let per = rows_per_image(&runs(&stack(&imgs)), 4);
+    let per = rows_per_image(&runs(&common::stack(&imgs)), 4);
     for i in 0..4 {
         assert_eq!(
             per[i].len(),
@@ -405,7 +373,7 @@ fn check_batched(mode: &str, merged: &Path, dir: &Path) {
         }
     }
     let b4 = dir.join(format!("{mode}_b4.npy"));
-    write_npy_file(&b4, &stack(&imgs)).unwrap();
+    write_npy_file(&b4, &common::stack(&imgs)).unwrap();
     let v = assert_check(
         &model(mode),
         merged,

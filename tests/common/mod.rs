@@ -305,3 +305,39 @@ pub fn models_with_inputs() -> Vec<(PathBuf, PathBuf)> {
     );
     v
 }
+
+/// The reference input and three different images made from it (mirrored, flipped, rolled): a
+/// model that mixes or repeats the images of a batch cannot give each its own detections.
+pub fn variants(x: &postmerge::npy::Npy) -> Vec<postmerge::npy::Npy> {
+    let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+    let v = x.to_f32();
+    let at = |ch: usize, y: usize, xx: usize| v[(ch * h + y) * w + xx];
+    let make = |f: &dyn Fn(usize, usize, usize) -> f32| {
+        let mut d = Vec::with_capacity(v.len());
+        for ch in 0..c {
+            for y in 0..h {
+                for xx in 0..w {
+                    d.push(f(ch, y, xx));
+                }
+            }
+        }
+        postmerge::npy::Npy::new(vec![1, c, h, w], postmerge::npy::NpyData::F32(d)).unwrap()
+    };
+    vec![
+        make(&|ch, y, xx| at(ch, y, xx)),
+        make(&|ch, y, xx| at(ch, y, w - 1 - xx)),
+        make(&|ch, y, xx| at(ch, h - 1 - y, xx)),
+        make(&|ch, y, xx| at(ch, y, (xx + w - 37) % w)),
+    ]
+}
+
+/// The images stacked into one batch.
+pub fn stack(imgs: &[postmerge::npy::Npy]) -> postmerge::npy::Npy {
+    let mut d = Vec::new();
+    for i in imgs {
+        d.extend(i.to_f32());
+    }
+    let mut shape = imgs[0].shape.clone();
+    shape[0] = imgs.len();
+    postmerge::npy::Npy::new(shape, postmerge::npy::NpyData::F32(d)).unwrap()
+}
