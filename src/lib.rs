@@ -43,8 +43,8 @@ pub use infer as shape;
 pub use io::npy;
 pub use ir::{builder, graph, model, tensor};
 pub use report::{diff, inspect};
-pub use verify::{check, detect, run};
 pub use verify::image as imageio;
+pub use verify::{check, detect, run};
 /// Finding the constants an exporter baked from the input resolution (old path of
 /// [`analysis::resolution`]'s finder).
 pub mod resdep {

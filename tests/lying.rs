@@ -67,7 +67,6 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
-
 /// Rows of the PINTO-style `[N, 7]` output (col 0 = image index), per image, index dropped.
 fn rows_per_image(out: &Npy, b: usize) -> Vec<Vec<Vec<f32>>> {
     let v = out.to_f32();

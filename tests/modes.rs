@@ -90,7 +90,6 @@ fn dims(v: &serde_json::Value) -> Vec<String> {
         .collect()
 }
 
-
 /// What the exporter declared, what postmerge must infer.
 struct Expect {
     decoded: bool,

@@ -300,7 +300,8 @@ pub fn read_npy(bytes: &[u8]) -> Result<Npy> {
         rest.len()
     );
     let payload = &rest[header_len..];
-    let header = Header::from_reader(&mut &bytes[..]).map_err(|e| anyhow!("malformed .npy header: {e}"))?;
+    let header =
+        Header::from_reader(&mut &bytes[..]).map_err(|e| anyhow!("malformed .npy header: {e}"))?;
     let descr = match &header.type_descriptor {
         PyValue::String(d) => d.as_str(),
         other => bail!("unsupported dtype `{other}` (supported: <f4, <f8, <i8, <i4, |u1, |b1, either byte order)"),
@@ -339,7 +340,12 @@ pub fn read_npy(bytes: &[u8]) -> Result<Npy> {
 
 /// Converts the (length-checked) payload into typed elements, in file order.
 fn decode_payload(dtype: DType, big_endian: bool, payload: &[u8]) -> NpyData {
-    fn chunks<const N: usize, T>(payload: &[u8], big: bool, le: fn([u8; N]) -> T, be: fn([u8; N]) -> T) -> Vec<T> {
+    fn chunks<const N: usize, T>(
+        payload: &[u8],
+        big: bool,
+        le: fn([u8; N]) -> T,
+        be: fn([u8; N]) -> T,
+    ) -> Vec<T> {
         let f = if big { be } else { le };
         payload
             .chunks_exact(N)
@@ -504,7 +510,10 @@ mod tests {
     #[test]
     fn reads_fortran_order_and_big_endian() {
         // [[1, 2, 3], [4, 5, 6]] stored column by column
-        let mut f = raw_header(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }");
+        let mut f = raw_header(
+            1,
+            "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }",
+        );
         for v in [1.0f32, 4.0, 2.0, 5.0, 3.0, 6.0] {
             f.extend_from_slice(&v.to_le_bytes());
         }
@@ -512,15 +521,24 @@ mod tests {
         assert_eq!(npy.shape, vec![2, 3]);
         assert_eq!(npy.data, NpyData::F32(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
 
-        let mut be = raw_header(1, "{'descr': '>i4', 'fortran_order': False, 'shape': (2,), }");
+        let mut be = raw_header(
+            1,
+            "{'descr': '>i4', 'fortran_order': False, 'shape': (2,), }",
+        );
         be.extend_from_slice(&(-2i32).to_be_bytes());
         be.extend_from_slice(&70000i32.to_be_bytes());
         assert_eq!(read_npy(&be).unwrap().data, NpyData::I32(vec![-2, 70000]));
 
         // a Fortran-order 3-d u8 array: element (i, j, k) at i + 2j + 4k
-        let mut u = raw_header(1, "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 2, 2), }");
+        let mut u = raw_header(
+            1,
+            "{'descr': '|u1', 'fortran_order': True, 'shape': (2, 2, 2), }",
+        );
         u.extend_from_slice(&[0, 4, 2, 6, 1, 5, 3, 7]);
-        assert_eq!(read_npy(&u).unwrap().data, NpyData::U8(vec![0, 1, 2, 3, 4, 5, 6, 7]));
+        assert_eq!(
+            read_npy(&u).unwrap().data,
+            NpyData::U8(vec![0, 1, 2, 3, 4, 5, 6, 7])
+        );
     }
 
     /// The writer's header is a format-1.0 header NumPy reads: magic, version 1.0, the length,
@@ -530,7 +548,10 @@ mod tests {
     fn writer_header_is_npy_1_0() {
         let bytes = write_npy_f32(&[1, 3], &[0.0; 3]).unwrap();
         let text = std::str::from_utf8(&bytes[10..bytes.len() - 12]).unwrap();
-        assert_eq!(text.trim_end(), "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3)}");
+        assert_eq!(
+            text.trim_end(),
+            "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 3)}"
+        );
         assert!(text.ends_with('\n'));
         assert_eq!(&bytes[..10], b"\x93NUMPY\x01\x00\x76\x00");
         assert_eq!((bytes.len() - 12) % 64, 0);
@@ -586,7 +607,10 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
         );
         let e = err_of(&[no_newline, vec![0; 4]].concat());
-        assert!(e.contains("malformed .npy header") && e.contains("newline"), "{e}");
+        assert!(
+            e.contains("malformed .npy header") && e.contains("newline"),
+            "{e}"
+        );
 
         let f16 = raw_header(
             1,
@@ -622,7 +646,10 @@ mod tests {
             "{'descr': '<f4', 'fortran_order': False, 'shape': (999999999999999999999999,), }",
         );
         let e = err_of(&overflow);
-        assert!(e.contains("malformed .npy header") && e.contains("shape"), "{e}");
+        assert!(
+            e.contains("malformed .npy header") && e.contains("shape"),
+            "{e}"
+        );
 
         let descr_not_str = raw_header(1, "{'descr': 4, 'fortran_order': False, 'shape': (1,), }");
         let e = err_of(&[descr_not_str, vec![0; 4]].concat());
