@@ -561,15 +561,13 @@ mod value_tests {
             ],
             ..Default::default()
         };
-        Model {
-            proto: ModelProto {
+        Model::from_proto(
+            ModelProto {
                 graph: Some(g),
                 ..Default::default()
             },
-            base_dir: None,
-            external: Default::default(),
-            source: "t".into(),
-        }
+            "t",
+        )
     }
 
     #[test]
@@ -619,15 +617,13 @@ mod error_tests {
             node: nodes,
             ..Default::default()
         };
-        Model {
-            proto: ModelProto {
+        Model::from_proto(
+            ModelProto {
                 graph: Some(g),
                 ..Default::default()
             },
-            base_dir: None,
-            external: Default::default(),
-            source: "t".into(),
-        }
+            "t",
+        )
     }
 
     #[test]

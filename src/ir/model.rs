@@ -34,6 +34,18 @@ pub struct Model {
     pub source: String,
 }
 
+impl Model {
+    /// A model held in memory only: no file, no external data (`source` names it in messages).
+    pub fn from_proto(proto: ModelProto, source: impl Into<String>) -> Model {
+        Model {
+            proto,
+            base_dir: None,
+            external: BTreeMap::new(),
+            source: source.into(),
+        }
+    }
+}
+
 /// How to save.
 #[derive(Debug, Clone, Default)]
 pub struct SaveOptions {
@@ -730,12 +742,7 @@ mod tests {
     #[test]
     fn save_streams_and_stage_commits_or_cleans_up() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Model {
-            proto: sample(),
-            base_dir: None,
-            external: BTreeMap::new(),
-            source: "sample".into(),
-        };
+        let m = Model::from_proto(sample(), "sample");
         let out = dir.path().join("m.onnx");
         m.save(&out, &SaveOptions::default()).unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), m.proto.encode_to_vec());

@@ -507,8 +507,8 @@ mod tests {
             output: vec![vi("y", &[1, 2, 2, 2])],
             ..Default::default()
         };
-        let mut m = Model {
-            proto: ModelProto {
+        let mut m = Model::from_proto(
+            ModelProto {
                 ir_version: Some(7),
                 opset_import: vec![OperatorSetIdProto {
                     domain: Some(String::new()),
@@ -517,10 +517,8 @@ mod tests {
                 graph: Some(g),
                 ..Default::default()
             },
-            base_dir: None,
-            external: Default::default(),
-            source: "t".into(),
-        };
+            "t",
+        );
         assert_eq!(fold_batchnorm(&mut m).unwrap(), 1);
         let g = m.graph();
         assert_eq!(g.node.len(), 1);

@@ -1295,12 +1295,7 @@ mod tests {
             graph: Some(g),
             ..Default::default()
         };
-        Model {
-            proto,
-            base_dir: None,
-            external: BTreeMap::new(),
-            source: "test".into(),
-        }
+        Model::from_proto(proto, "test")
     }
 
     /// x -> Conv(w) -> Reshape(shape const) -> y
